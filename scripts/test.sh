@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up .venv and run the test suite (ruff, then pytest) on the real datasets.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup_venv.sh
+export CRYSTALRL_DATA_DIR="${CRYSTALRL_DATA_DIR:-$root/../shared/datasets}"
+.venv/bin/ruff check src tests scripts
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,59 @@
+"""Run a picklable function over many items in worker processes, with a per-item timeout.
+
+StructureMatcher can take minutes on a pathological pair; an evaluation must count such a
+pair as a miss and move on, never hang. A timed-out item yields ``default``; its pool is
+terminated (killing the stuck worker) and a fresh pool continues with the rest.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def map_with_timeout(
+    fn: Callable[[Any], Any],
+    items: Sequence,
+    timeout: float = 30.0,
+    num_workers: int | None = None,
+    default: Any = None,
+    progress: Callable[[int], None] | None = None,
+) -> list:
+    """``[fn(x) for x in items]`` in parallel; an item over ``timeout`` s gives ``default``.
+
+    ``num_workers=0`` runs in this process without timeouts (for debugging and tiny inputs).
+    """
+    if num_workers is None:
+        num_workers = os.cpu_count() or 1
+    if num_workers == 0:
+        out = []
+        for x in items:
+            out.append(fn(x))
+            if progress:
+                progress(1)
+        return out
+    results: list = [default] * len(items)
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    start = 0
+    while start < len(items):
+        pool = ctx.Pool(num_workers)
+        pending = [(i, pool.apply_async(fn, (items[i],))) for i in range(start, len(items))]
+        start = len(items)
+        try:
+            for i, res in pending:
+                try:
+                    results[i] = res.get(timeout=timeout)
+                except mp.TimeoutError:
+                    results[i] = default
+                    start = i + 1  # restart the pool after the stuck item
+                    break
+                finally:
+                    if progress:
+                        progress(1)
+        finally:
+            pool.terminate()
+            pool.join()
+        # items between the stuck one and the end are resubmitted to a fresh pool
+    return results

@@ -1,0 +1,61 @@
+"""VAE features of crystals, used by the diversity rewards, their metrics and the predictor.
+
+Deterministic by construction: the encoder runs in eval mode on the posterior *mean* and
+no augmentation is applied, so the same structures always give the same vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from crystalrl.data.batch import CrystalBatch
+from crystalrl.vae.module import VAEModule
+
+
+@torch.no_grad()
+def batch_features(vae: VAEModule, batch: CrystalBatch) -> dict[str, torch.Tensor]:
+    """``structure`` (B, latent_dim): mean of latent means over atoms;
+    ``composition`` (B, d_model): mean of element embeddings over atoms."""
+    model = vae.vae
+    was_training = model.training
+    model.eval()
+    mu, _ = model.encode(batch)
+    m = batch.mask.unsqueeze(-1).float()
+    n = m.sum(1).clamp(min=1)
+    structure = (mu * m).sum(1) / n
+    composition = (model.element_embedding(batch.atom_types) * m).sum(1) / n
+    model.train(was_training)
+    return {"structure": structure, "composition": composition}
+
+
+def structure_features(
+    vae: VAEModule, structures: Sequence, batch_size: int = 512, niggli: bool = True
+) -> dict[str, torch.Tensor]:
+    """Features of pymatgen structures (or ASE atoms), computed in batches.
+
+    ``niggli`` reduces each cell first, as the training data were: an unreduced cell of
+    the same crystal would otherwise land elsewhere in latent space.
+    """
+    parts: list[dict[str, torch.Tensor]] = []
+    for i in range(0, len(structures), batch_size):
+        chunk = list(structures[i : i + batch_size])
+        if niggli:
+            chunk = [_reduced(s) for s in chunk]
+        batch = CrystalBatch.from_structures(chunk, dtype=torch.float32)
+        parts.append(batch_features(vae, batch))
+    if not parts:
+        d = vae.vae.latent_dim, vae.vae.d_model
+        return {"structure": torch.zeros(0, d[0]), "composition": torch.zeros(0, d[1])}
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _reduced(structure):
+    from crystalrl.data.batch import _as_pymatgen
+
+    structure = _as_pymatgen(structure)
+    try:
+        return structure.get_reduced_structure()
+    except Exception:  # a degenerate cell: use it as it is
+        return structure

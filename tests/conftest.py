@@ -1,0 +1,47 @@
+"""Shared fixtures: the real datasets (small slices of them) and a private parse cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("CRYSTALRL_DATA_DIR", ROOT.parent / "shared" / "datasets"))
+    if not (path / "perov_5").is_dir():
+        pytest.fail(f"datasets not found at {path}; set CRYSTALRL_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    return data_dir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Tests parse into their own cache so they exercise parsing, not a user's cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("CRYSTALRL_CACHE_DIR")
+    os.environ["CRYSTALRL_CACHE_DIR"] = str(cache)
+    os.environ.setdefault("CRYSTALRL_DATA_DIR", str(data_dir()))
+    yield cache
+    if old is None:
+        os.environ.pop("CRYSTALRL_CACHE_DIR", None)
+    else:
+        os.environ["CRYSTALRL_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def perov_small(datasets, tmp_path_factory):
+    """The first 64 rows of perov_5 val as a CSV file of its own (parses in a second)."""
+    import pandas as pd
+
+    frame = pd.read_csv(datasets / "perov_5" / "val.csv.gz", nrows=64)
+    path = tmp_path_factory.mktemp("perov") / "small.csv"
+    frame.to_csv(path, index=False)
+    return path

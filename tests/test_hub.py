@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from crystalrl.hub import UnknownCheckpointError, resolve, sha256_of
+
+
+@pytest.fixture
+def registry(tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"weights")
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(
+        yaml.safe_dump(
+            {
+                "checkpoints": {
+                    "tiny": {"file": "model.ckpt", "sha256": sha256_of(ckpt)},
+                    "other": {"file": "missing.ckpt"},
+                }
+            }
+        )
+    )
+    return reg, ckpt
+
+
+def test_registered_name_resolves_to_verified_file(registry):
+    reg, ckpt = registry
+    assert resolve("tiny", reg) == str(ckpt.resolve())
+
+
+def test_existing_path_passes_through(registry, tmp_path):
+    reg, _ = registry
+    own = tmp_path / "mine.ckpt"
+    own.write_bytes(b"x")
+    assert resolve(str(own), reg) == str(own)
+
+
+def test_unknown_name_lists_known_names(registry):
+    reg, _ = registry
+    with pytest.raises(UnknownCheckpointError, match=r"Known checkpoints.*other, tiny"):
+        resolve("mp_20_nothing", reg)
+
+
+def test_checksum_mismatch_and_missing_file_are_errors(registry):
+    reg, ckpt = registry
+    ckpt.write_bytes(b"tampered")
+    with pytest.raises(ValueError, match="sha256"):
+        resolve("tiny", reg)
+    with pytest.raises(FileNotFoundError, match="other"):
+        resolve("other", reg)
+
+
+def test_shipped_registry_entries_verify():
+    from crystalrl.hub import load_registry
+
+    for name in load_registry():
+        assert resolve(name)
