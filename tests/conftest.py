@@ -45,3 +45,30 @@ def perov_small(datasets, tmp_path_factory):
     path = tmp_path_factory.mktemp("perov") / "small.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def perov_batch(perov_small):
+    """The 64 perov_5 structures as one float32 batch."""
+    from crystalrl.data.datamodule import CrystalDataset, collate
+    from crystalrl.data.parse import read_split
+
+    ds = CrystalDataset(read_split(perov_small))
+    return collate([ds[i] for i in range(len(ds))])
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_ckpt(tmp_path_factory):
+    """An untrained small VAE saved in the exported-checkpoint format."""
+    import torch
+
+    from crystalrl.vae.module import VAEModule
+
+    torch.manual_seed(0)
+    vae = VAEModule(
+        model=dict(d_model=32, encoder_layers=1, decoder_layers=1, nhead=2),
+        num_atoms_distribution=[0, 0, 0, 0.5, 0, 0.5],
+    )
+    path = tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt"
+    torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams)}, path)
+    return str(path)

@@ -41,6 +41,11 @@ def augment(
     return target, target
 
 
+def init_args(local_vars: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of an ``__init__`` from its ``locals()`` taken on entry."""
+    return {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
+
+
 class VAEModule(L.LightningModule):
     """Trains :class:`CrystalVAE`; the checkpoint is what ``${hub:mp_20_vae}`` points at."""
 
@@ -58,7 +63,9 @@ class VAEModule(L.LightningModule):
         num_atoms_distribution: list[float] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        # explicit dict: Lightning's frame inspection would mix in the arguments of an
+        # enclosing module's __init__ (an LDM builds its VAE inside its own __init__)
+        self.save_hyperparameters(init_args(locals()))
         self.vae = CrystalVAE(**(model or {}))
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
 

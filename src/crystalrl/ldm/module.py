@@ -1,0 +1,180 @@
+"""Lightning module of the latent diffusion model: training on VAE latents, and generation.
+
+The VAE is frozen and travels with the LDM (its checkpoint path is a hyper-parameter and
+its weights are saved inside the LDM checkpoint), so an LDM checkpoint alone is enough to
+generate crystals.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+
+from crystalrl.data.batch import CrystalBatch
+from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler
+from crystalrl.ldm.dit import DIT_CONFIGS, DiT
+from crystalrl.vae.module import VAEModule, augment, init_args, load_vae
+
+
+class LDMModule(L.LightningModule):
+    """DiT + Gaussian diffusion over the per-atom latents of a frozen VAE."""
+
+    def __init__(
+        self,
+        vae_ckpt_path: str | None = None,
+        denoiser: dict[str, Any] | None = None,
+        diffusion: dict[str, Any] | None = None,
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 500,
+        ema_decay: float = 0.999,
+        translate: bool = True,
+        scheduler: dict[str, Any] | None = None,
+        num_atoms_distribution: list[float] | None = None,
+        vae_hparams: dict[str, Any] | None = None,
+        latent_std: float | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(init_args(locals()))
+        denoiser = dict(denoiser or {})
+        preset = denoiser.pop("preset", None)
+        if preset:
+            denoiser = {**denoiser, **DIT_CONFIGS[preset]}
+        diffusion = dict(diffusion or {})
+        # the VAE's architecture is stored so a checkpoint rebuilds it without the VAE file
+        vae = load_vae(vae_ckpt_path) if vae_ckpt_path else VAEModule(**(vae_hparams or {}))
+        self.hparams.update(denoiser=denoiser, diffusion=diffusion, vae_hparams=dict(vae.hparams))
+        self.vae = vae
+        self.vae.requires_grad_(False)
+        self.vae.eval()
+        latent_dim = self.vae.vae.latent_dim
+        self.denoiser = DiT(
+            latent_dim=latent_dim, learn_sigma=diffusion.get("learn_sigma", False), **denoiser
+        )
+        self.ema = (
+            torch.optim.swa_utils.AveragedModel(
+                self.denoiser, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay)
+            )
+            if ema_decay
+            else None
+        )
+        self.diffusion = GaussianDiffusion(**diffusion)
+        # latents are divided by their std, measured on the first training batch
+        self.register_buffer("latent_std", torch.tensor(float(latent_std or 0.0)))
+
+    # ------------------------------------------------------------------ latents
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vae.eval()  # frozen: never in training mode
+        return self
+
+    @torch.no_grad()
+    def encode(self, batch: CrystalBatch, sample: bool = True) -> torch.Tensor:
+        """Normalised latents of a batch: posterior sample (training) or mean."""
+        mu, logvar = self.vae.vae.encode(batch)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        if float(self.latent_std) == 0.0:
+            std = z[batch.mask].std().clamp(min=1e-6)
+            self.latent_std.fill_(std)
+            self.hparams.latent_std = float(std)
+        return z / self.latent_std * batch.mask.unsqueeze(-1)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, mask: torch.Tensor) -> CrystalBatch:
+        out = self.vae.vae.decode(z * self.latent_std, mask)
+        return self.vae.vae.to_batch(out, mask)
+
+    def model_fn(self, use_ema: bool = False) -> Callable:
+        net = self.ema.module if use_ema and self.ema is not None else self.denoiser
+        return lambda x, t, mask: net(x, t, mask)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: CrystalBatch, batch_idx: int) -> torch.Tensor:
+        if self.hparams.translate:
+            batch, _ = augment(batch, translate=True, permute_axes=False, coord_noise=0.0)
+        z0 = self.encode(batch)
+        t = torch.randint(0, self.diffusion.num_timesteps, (len(batch),), device=z0.device)
+        losses = self.diffusion.training_losses(self.model_fn(), z0, batch.mask, t)
+        loss = losses["loss"].mean()
+        self.log_dict({f"train/{k}": v.mean() for k, v in losses.items()}, batch_size=len(batch))
+        self.log("train/total_loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def on_train_batch_end(self, *args) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.denoiser)
+
+    @torch.no_grad()
+    def validation_step(self, batch: CrystalBatch, batch_idx: int) -> None:
+        # a fixed grid of timesteps and noise makes the validation loss comparable over time
+        g = torch.Generator().manual_seed(batch_idx)
+        z0 = self.encode(batch, sample=False)
+        t = torch.randint(0, self.diffusion.num_timesteps, (len(batch),), generator=g)
+        torch.manual_seed(batch_idx)
+        net = self.model_fn(use_ema=True)
+        loss = self.diffusion.training_losses(net, z0, batch.mask, t.to(z0.device))["loss"].mean()
+        self.log("val/total_loss", loss, prog_bar=True, batch_size=len(batch))
+
+    def configure_optimizers(self):
+        from crystalrl.training import build_optimizer
+
+        return build_optimizer(self.denoiser, self.hparams)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["hyper_parameters"]["latent_std"] = float(self.latent_std)
+
+    # ------------------------------------------------------------------ generation
+    def sample_num_atoms(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Atom counts drawn from the training distribution stored with the model."""
+        dist = self.hparams.num_atoms_distribution or self.vae.hparams.num_atoms_distribution
+        if not dist:
+            raise ValueError("this checkpoint stores no atom-count distribution; pass num_atoms")
+        probs = torch.tensor(dist, dtype=torch.float64)
+        return torch.multinomial(probs, n, replacement=True, generator=generator)
+
+    def make_sampler(self, sampler: str = "ddim", sampling_steps: int = 50, eta: float = 1.0):
+        return Sampler(self.diffusion, sampler, sampling_steps, eta)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        num_atoms: torch.Tensor,
+        sampler: Sampler,
+        generator: torch.Generator | None = None,
+        return_trajectory: bool = False,
+        use_ema: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[CrystalBatch, dict | None]:
+        """Sample latents for the given atom counts and decode them into crystals."""
+        n = int(num_atoms.max())
+        mask = torch.arange(n)[None, :] < num_atoms[:, None]
+        noise = torch.randn((len(num_atoms), n, self.vae.vae.latent_dim), generator=generator)
+        z, traj = sampler.sample(
+            self.model_fn(use_ema), noise, mask, generator, return_trajectory, progress
+        )
+        batch = self.decode(z, mask)
+        if traj is not None:
+            traj["mask"] = mask
+        return batch, traj
+
+
+def load_ldm(path: str, map_location: str = "cpu") -> LDMModule:
+    """An LDM (or RL-tuned LDM) in eval mode from a Lightning or exported checkpoint."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    hp = dict(ckpt.get("hyper_parameters", {}))
+    hp["vae_ckpt_path"] = None  # the VAE's weights are inside this checkpoint
+    known = inspect.signature(LDMModule.__init__).parameters
+    module = LDMModule(**{k: v for k, v in hp.items() if k in known})
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith("ema.")] + list(unexpected)
+    if bad:
+        raise KeyError(f"{path}: checkpoint does not fit the LDM ({bad[:5]} …)")
+    if any(k.startswith("ema.") for k in missing) and module.ema is not None:
+        module.ema.module.load_state_dict(module.denoiser.state_dict())
+    module.eval()
+    return module

@@ -1,0 +1,33 @@
+"""Stage 2: train the latent diffusion model on the latents of a frozen VAE.
+
+``python -m crystalrl.train_ldm experiment=mp_20/ldm_null [key=value ...]``
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from crystalrl.config import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train_ldm")
+def main(cfg: DictConfig) -> dict:
+    from crystalrl.ldm.export import export_ldm
+    from crystalrl.training import fit, setup_run
+
+    setup_run(cfg)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    module = hydra.utils.instantiate(
+        cfg.ldm_module, num_atoms_distribution=datamodule.num_atoms_distribution(), _convert_="all"
+    )
+    result = fit(cfg, module, datamodule)
+    if cfg.get("export_path"):
+        src = result["best_ckpt"] or result["last_ckpt"]
+        export_ldm(src, cfg.export_path)
+        print(f"Exported {src} -> {cfg.export_path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
