@@ -166,10 +166,14 @@ def load_ldm(path: str, map_location: str = "cpu") -> LDMModule:
     """An LDM (or RL-tuned LDM) in eval mode from a Lightning or exported checkpoint."""
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
     hp = dict(ckpt.get("hyper_parameters", {}))
+    state = ckpt["state_dict"]
+    if "ldm_hyper_parameters" in ckpt:  # an RL checkpoint: the LDM lives under "ldm."
+        hp = dict(ckpt["ldm_hyper_parameters"])
+        state = {k[4:]: v for k, v in state.items() if k.startswith("ldm.")}
     hp["vae_ckpt_path"] = None  # the VAE's weights are inside this checkpoint
     known = inspect.signature(LDMModule.__init__).parameters
     module = LDMModule(**{k: v for k, v in hp.items() if k in known})
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     missing, unexpected = module.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("ema.")] + list(unexpected)
     if bad:

@@ -1,0 +1,107 @@
+"""Plot a run's logged metrics: reward, KL and reward components against step.
+
+``python -m crystalrl.plot RUN_DIR [--output reward.png] [--metrics train/reward ...]``
+
+RUN_DIR is a run folder (``logs/train_rl/<run_name>``); every CSV log version in it is
+read, so a run that was stopped and resumed plots as one curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """All CSV-logged rows of a run, resumed pieces concatenated, one row per step."""
+    files = sorted(Path(run_dir).glob("csv/**/metrics.csv")) or sorted(
+        Path(run_dir).glob("**/metrics.csv")
+    )
+    if not files:
+        raise FileNotFoundError(f"no metrics.csv under {run_dir} (was the CSV logger enabled?)")
+    frame = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    return frame.groupby("step", as_index=False).last().sort_values("step")
+
+
+def plot_run(frame: pd.DataFrame, output: str | Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skip = {
+        "train/reward",
+        "train/reward_std",
+        "train/kl_div",
+        "train/loss",
+        "train/ratio",
+        "train/entropy",
+        "train/advantages",
+        "train/clip_frac",
+        "train/grad_norm",
+    }
+    components = [c for c in frame.columns if c.startswith("train/") and c not in skip]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    for col, label in (("train/reward", "train"), ("val/reward", "val")):
+        if col in frame:
+            data = frame[["step", col]].dropna()
+            ax.plot(
+                data["step"],
+                data[col],
+                label=label,
+                marker="o" if label == "val" else None,
+                alpha=0.5 if label == "train" else 1.0,
+            )
+            if label == "train" and len(data) > 10:
+                ax.plot(
+                    data["step"],
+                    data[col].rolling(10, min_periods=1).mean(),
+                    label="train (10-step mean)",
+                )
+    ax.set(title="reward", xlabel="step")
+    ax.legend()
+    if "train/kl_div" in frame:
+        data = frame[["step", "train/kl_div"]].dropna()
+        axes[1].plot(data["step"], data["train/kl_div"])
+    axes[1].set(title="KL (k3, per step)", xlabel="step", yscale="log")
+    for col in components:
+        data = frame[["step", col]].dropna()
+        axes[2].plot(data["step"], data[col].rolling(10, min_periods=1).mean(), label=col[6:])
+    axes[2].set(title="reward components (raw, 10-step mean)", xlabel="step")
+    if components:
+        axes[2].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crystalrl.plot", description=__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("--output", default=None, help="PNG path (default RUN_DIR/metrics.png)")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    try:
+        frame = read_metrics(args.run_dir)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = plot_run(
+        frame,
+        args.output or Path(args.run_dir) / "metrics.png",
+        args.title or Path(args.run_dir).name,
+    )
+    print(f"Wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""GRPO fine-tuning of the LDM's denoiser toward a reward (stage 3).
+
+One training step (see ``rl-training.md`` and the system spec, "Stage 3"):
+roll out B·G trajectories without gradients, decode and score them, turn rewards into
+group-relative advantages, then for each of ``num_inner_batch`` chunks recompute every
+denoising step's Gaussian with the current denoiser and follow the clipped surrogate
+(:mod:`crystalrl.rl.grpo`), back-propagating step by step so memory does not grow with T.
+Only the denoiser is trained; the VAE and any conditioning stay frozen.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from crystalrl.data.batch import CrystalBatch
+from crystalrl.ldm.diffusion import gaussian_log_prob
+from crystalrl.ldm.module import load_ldm
+from crystalrl.rl.grpo import group_advantages, grpo_step_loss
+from crystalrl.vae.module import init_args, load_vae
+
+DEFAULT_RL_CONFIGS: dict[str, Any] = {
+    "clip_ratio": 0.001,
+    "kl_weight": 1.0,
+    "entropy_weight": 1e-5,
+    "num_group_samples": 64,
+    "group_reward_norm": True,
+    "num_inner_batch": 2,
+    "max_grad_norm": 1.0,
+    # beyond the seed, each off by default
+    "kl_reference": "rollout",  # or "initial": KL against the frozen starting denoiser
+    "train_step_fraction": 1.0,  # < 1: update on a random subset of the denoising steps
+    "val_num_group_samples": None,  # group size of validation rollouts (default: training's)
+}
+DEFAULT_SAMPLING: dict[str, Any] = {
+    "sampler": "ddim",
+    "sampling_steps": 50,
+    "eta": 1.0,
+    "cfg_scale": 2.0,
+    "collect_trajectory": True,
+    "progress": False,
+}
+
+
+class RLModule(L.LightningModule):
+    """Holds the policy (the LDM's denoiser), the frozen VAE and the reward function."""
+
+    def __init__(
+        self,
+        ldm_ckpt_path: str,
+        vae_ckpt_path: str | None = None,
+        rl_configs: dict[str, Any] | None = None,
+        reward_fn: Any = None,
+        sampling_configs: dict[str, Any] | None = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        ldm_hparams: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        # the reward function and optimizer are objects built from the config, not hparams
+        hp = {k: v for k, v in init_args(locals()).items() if k not in ("reward_fn", "optimizer")}
+        self.save_hyperparameters(hp)
+        self.automatic_optimization = False
+        self.rl = {**DEFAULT_RL_CONFIGS, **(rl_configs or {})}
+        unknown = set(rl_configs or {}) - set(DEFAULT_RL_CONFIGS)
+        if unknown:
+            raise KeyError(
+                f"unknown rl_configs keys {sorted(unknown)}; known: {sorted(DEFAULT_RL_CONFIGS)}"
+            )
+        self.sampling = {**DEFAULT_SAMPLING, **(sampling_configs or {})}
+        self.ldm = load_ldm(ldm_ckpt_path)
+        if vae_ckpt_path:
+            self.ldm.vae.load_state_dict(load_vae(vae_ckpt_path).state_dict())
+        if self.ldm.ema is not None:  # the policy starts from the weights used for sampling
+            self.ldm.denoiser.load_state_dict(self.ldm.ema.module.state_dict())
+            self.ldm.ema = None
+        self.ldm.vae.requires_grad_(False)
+        self.hparams.ldm_hparams = dict(self.ldm.hparams)
+        self.reference = None
+        if self.rl["kl_reference"] == "initial":
+            self.reference = copy.deepcopy(self.ldm.denoiser).requires_grad_(False).eval()
+        elif self.rl["kl_reference"] != "rollout":
+            raise ValueError("rl_configs.kl_reference must be 'rollout' or 'initial'")
+        self.reward_fn = reward_fn
+        self.optimizer_factory = optimizer
+        self.sampler = self.ldm.make_sampler(
+            self.sampling["sampler"], self.sampling["sampling_steps"], self.sampling["eta"]
+        )
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        if self.reward_fn is not None and hasattr(self.reward_fn, "setup"):
+            self.reward_fn.setup(vae=self.ldm.vae, device="cpu")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.ldm.vae.eval()
+        return self
+
+    def configure_optimizers(self):
+        params = [p for p in self.ldm.denoiser.parameters() if p.requires_grad]
+        opt = (
+            self.optimizer_factory(params)
+            if self.optimizer_factory is not None
+            else torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
+        )
+        sched_cfg = dict(self.hparams.scheduler or {})
+        if sched_cfg.get("name", "constant") == "cosine" and sched_cfg.get("total_steps"):
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(sched_cfg["total_steps"]))
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ rollout
+    def policy_fn(self, net: torch.nn.Module | None = None):
+        net = net or self.ldm.denoiser
+        return lambda x, t, mask: net(x, t, mask)
+
+    @torch.no_grad()
+    def rollout(self, batch: CrystalBatch, group_size: int, generator=None) -> dict[str, Any]:
+        """B·G trajectories (each item's atom count repeated G times), decoded and scored."""
+        counts = batch.num_atoms.repeat_interleave(group_size)
+        start = time.perf_counter()
+        was_training = self.ldm.denoiser.training
+        self.ldm.denoiser.eval()
+        crystals, traj = self.ldm.generate(
+            counts, self.sampler, generator=generator, return_trajectory=True, use_ema=False
+        )
+        self.ldm.denoiser.train(was_training)
+        t_roll = time.perf_counter()
+        structures = crystals.to_structures()
+        t_dec = time.perf_counter()
+        out = self.reward_fn(structures)
+        t_rew = time.perf_counter()
+        self.timings.update(rollout=t_roll - start, decode=t_dec - t_roll, rewards=t_rew - t_dec)
+        mask = traj["mask"]
+        stds = traj["stds"]
+        old = torch.stack(
+            [
+                gaussian_log_prob(
+                    traj["latents"][:, k + 1],
+                    traj["means"][:, k],
+                    stds[:, k].clamp(min=1e-12),
+                    mask,
+                )
+                for k in range(stds.shape[1])
+            ],
+            1,
+        )  # (B·G, T)
+        return {
+            "traj": traj,
+            "old_logp": old,
+            "structures": structures,
+            "rewards": out.total.float(),
+            "components": out.components,
+        }
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: CrystalBatch, batch_idx: int) -> None:
+        g = int(self.rl["num_group_samples"])
+        roll = self.rollout(batch, g)
+        rewards = roll["rewards"]
+        adv = group_advantages(
+            rewards,
+            g,
+            getattr(self.reward_fn, "normalize_fn", "std"),
+            float(getattr(self.reward_fn, "eps", 1e-4)),
+            bool(self.rl["group_reward_norm"]),
+        )
+        start = time.perf_counter()
+        stats = self.policy_update(roll["traj"], roll["old_logp"], adv)
+        self.timings["update"] = time.perf_counter() - start
+        sch = self.lr_schedulers()
+        if sch is not None:
+            sch.step()
+        b = len(rewards)
+        log = {
+            "train/reward": rewards.mean(),
+            "train/reward_std": rewards.std() if b > 1 else torch.tensor(0.0),
+            "train/advantages": adv.abs().mean(),
+            **{f"train/{k}": v for k, v in stats.items()},
+            **{
+                f"train/{k}": torch.as_tensor(v, dtype=torch.float32).nanmean()
+                for k, v in roll["components"].items()
+            },
+            **{f"time/{k}": v for k, v in self.timings.items()},
+        }
+        self.log_dict(log, batch_size=b, on_step=True, on_epoch=False)
+        self.log("reward", rewards.mean(), prog_bar=True, batch_size=b, logger=False)
+        self.log("kl", stats["kl_div"], prog_bar=True, batch_size=b, logger=False)
+
+    def policy_update(
+        self, traj: dict[str, torch.Tensor], old_logp: torch.Tensor, advantages: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Inner mini-batches of the clipped-surrogate update; returns mean statistics."""
+        opt = self.optimizers()
+        latents, stds, mask = traj["latents"], traj["stds"], traj["mask"]
+        chain_index = traj["chain_index"]
+        steps = [k for k in range(stds.shape[1]) if bool((stds[:, k] > 0).all())]  # std 0: skip
+        frac = float(self.rl["train_step_fraction"])
+        if frac < 1.0:
+            steps = sorted(random.sample(steps, max(1, round(frac * len(steps)))))
+        n = len(advantages)
+        chunks = np.array_split(np.random.permutation(n), int(self.rl["num_inner_batch"]))
+        sums = {
+            "loss": 0.0,
+            "kl_div": 0.0,
+            "ratio": 0.0,
+            "entropy": 0.0,
+            "clip_frac": 0.0,
+            "grad_norm": 0.0,
+        }
+        count = 0
+        for c, idx in enumerate(chunks):
+            idx = torch.as_tensor(idx)
+            opt.zero_grad()
+            for k in steps:
+                x, x_next, m = latents[idx, k], latents[idx, k + 1], mask[idx]
+                mean, std = self.sampler.step_distribution(
+                    self.policy_fn(), x, int(chain_index[k]), m
+                )
+                new = gaussian_log_prob(x_next, mean, std, m)
+                ref = None
+                if self.reference is not None:
+                    with torch.no_grad():
+                        rm, rs = self.sampler.step_distribution(
+                            self.policy_fn(self.reference), x, int(chain_index[k]), m
+                        )
+                        ref = gaussian_log_prob(x_next, rm, rs, m)
+                out = grpo_step_loss(
+                    new,
+                    old_logp[idx, k],
+                    advantages[idx],
+                    float(self.rl["clip_ratio"]),
+                    float(self.rl["kl_weight"]),
+                    float(self.rl["entropy_weight"]),
+                    len(steps),
+                    ref,
+                )
+                self.manual_backward(out.loss)
+                sums["loss"] += out.loss.item()
+                sums["kl_div"] += out.kl.mean().item() / len(steps)
+                sums["ratio"] += out.ratio.mean().item() / len(steps)
+                sums["entropy"] += out.entropy.mean().item() / len(steps)
+                sums["clip_frac"] += out.clipped.float().mean().item() / len(steps)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                self.ldm.denoiser.parameters(), float(self.rl["max_grad_norm"])
+            )
+            sums["grad_norm"] += float(grad_norm)
+            # one RL step is one Lightning step: only the last chunk advances global_step
+            if c == len(chunks) - 1:
+                opt.step()
+            else:
+                opt.optimizer.step()
+            count += 1
+        return {k: torch.tensor(v / max(count, 1)) for k, v in sums.items()}
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: CrystalBatch, batch_idx: int) -> None:
+        g = int(self.rl["val_num_group_samples"] or self.rl["num_group_samples"])
+        gen = torch.Generator().manual_seed(1000 + batch_idx)  # same noise every validation
+        roll = self.rollout(batch, g, generator=gen)
+        b = len(roll["rewards"])
+        self.log("val/reward", roll["rewards"].mean(), prog_bar=True, batch_size=b)
+        for k, v in roll["components"].items():
+            self.log(f"val/{k}", torch.as_tensor(v, dtype=torch.float32).nanmean(), batch_size=b)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the LDM's hyper-parameters: :func:`load_ldm` then reads this file as an LDM."""
+        checkpoint["ldm_hyper_parameters"] = dict(self.ldm.hparams)
