@@ -75,7 +75,8 @@ class LDMModule(L.LightningModule):
     @torch.no_grad()
     def encode(self, batch: CrystalBatch, sample: bool = True) -> torch.Tensor:
         """Normalised latents of a batch: posterior sample (training) or mean."""
-        mu, logvar = self.vae.vae.encode(batch)
+        with torch.autocast(self.device.type, enabled=False):  # full precision under bf16
+            mu, logvar = self.vae.vae.encode(batch)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         if float(self.latent_std) == 0.0:
             std = z[batch.mask].std().clamp(min=1e-6)

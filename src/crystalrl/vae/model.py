@@ -92,15 +92,19 @@ class CrystalVAE(nn.Module):
         )
 
     # ------------------------------------------------------------------ encoder
-    def encode(self, batch: CrystalBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and log-variance per atom, (B, N, latent_dim) each."""
+    def encode_hidden(self, batch: CrystalBatch) -> torch.Tensor:
+        """The encoder's last hidden states, (B, N, d_model): richer than the latent, for
+        property heads."""
         h = (
             self.element_embedding(batch.atom_types)
             + self.coord_proj(fourier_features(batch.frac_coords.float(), self.num_freqs))
             + self.lattice_proj(lattice_features(batch)).unsqueeze(1)
         )
-        h = self.encoder_norm(self.encoder(h, src_key_padding_mask=~batch.mask))
-        mu, logvar = self.to_posterior(h).chunk(2, dim=-1)
+        return self.encoder_norm(self.encoder(h, src_key_padding_mask=~batch.mask))
+
+    def encode(self, batch: CrystalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance per atom, (B, N, latent_dim) each."""
+        mu, logvar = self.to_posterior(self.encode_hidden(batch)).chunk(2, dim=-1)
         return mu, logvar.clamp(-30.0, 20.0)
 
     # ------------------------------------------------------------------ decoder
