@@ -56,3 +56,18 @@ def test_shipped_registry_entries_verify():
 
     for name in load_registry():
         assert resolve(name)
+
+
+def test_register_writes_a_verifiable_entry(tmp_path):
+    from crystalrl.hub import load_registry, register
+
+    reg = tmp_path / "registry.yaml"
+    ckpt = tmp_path / "sub" / "m.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"abc")
+    register("m", ckpt, command="python -m x", quality={"match_rate": 0.9}, registry=reg)
+    entry = load_registry(reg)["m"]
+    assert entry["file"] == "sub/m.ckpt" and entry["quality"] == {"match_rate": 0.9}
+    assert resolve("m", reg) == str(ckpt.resolve())
+    with pytest.raises(ValueError, match="must live under"):
+        register("x", tmp_path.parent / "elsewhere.ckpt", command="c", registry=reg)

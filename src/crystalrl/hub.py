@@ -76,3 +76,80 @@ def resolve(name_or_path: str, registry: str | os.PathLike | None = None) -> str
         f"'{name_or_path}' is neither a registered checkpoint nor an existing path. "
         f"Known checkpoints in {reg_path}: {known}"
     )
+
+
+def register(
+    name: str,
+    file: str | os.PathLike,
+    command: str,
+    quality: dict | None = None,
+    notes: str | None = None,
+    registry: str | os.PathLike | None = None,
+) -> dict:
+    """Add or replace a registry entry for a file under the registry's folder."""
+    reg_path = Path(registry) if registry is not None else registry_path()
+    file = Path(file).resolve()
+    try:
+        rel = file.relative_to(reg_path.parent.resolve())
+    except ValueError as exc:
+        raise ValueError(f"{file} must live under {reg_path.parent} to be registered") from exc
+    data = {}
+    if reg_path.is_file():
+        with open(reg_path) as fh:
+            data = yaml.safe_load(fh) or {}
+    entries = data.setdefault("checkpoints", {}) or {}
+    data["checkpoints"] = entries
+    entry = {
+        "file": str(rel),
+        "sha256": sha256_of(file),
+        "size_mb": round(file.stat().st_size / 1e6, 2),
+        "command": command,
+        "quality": dict(quality or {}),
+    }
+    if notes:
+        entry["notes"] = notes
+    entries[name] = entry
+    header = (
+        "# Shipped checkpoints. `file` is relative to this folder; `${hub:NAME}` in a config\n"
+        "# resolves NAME to that file after checking its sha256.\n"
+    )
+    with open(reg_path, "w") as fh:
+        fh.write(header)
+        yaml.safe_dump(data, fh, sort_keys=False, width=100)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crystalrl.hub [list | verify | register NAME FILE --command ...]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m crystalrl.hub")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="registered checkpoints")
+    sub.add_parser("verify", help="check every registered file's sha256")
+    reg = sub.add_parser("register", help="add a checkpoint file to the registry")
+    reg.add_argument("name")
+    reg.add_argument("file")
+    reg.add_argument("--command", required=True, help="the command that made the file")
+    reg.add_argument("--quality", default="{}", help="measured quality as a JSON object")
+    reg.add_argument("--notes", default=None)
+    args = parser.parse_args(argv)
+    if args.cmd == "register":
+        entry = register(args.name, args.file, args.command, json.loads(args.quality), args.notes)
+        print(f"registered {args.name}: {entry['file']} ({entry['sha256'][:12]}…)")
+        return 0
+    for name, entry in load_registry().items():
+        status = ""
+        if args.cmd == "verify":
+            try:
+                resolve(name)
+                status = "ok"
+            except (ValueError, FileNotFoundError) as exc:
+                status = f"FAILED: {exc}"
+        print(f"{name:24s} {entry.get('file', '')}  {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -39,6 +39,12 @@ def wrapped_diff(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return d - torch.round(d)
 
 
+def circle_to_frac(sc: torch.Tensor) -> torch.Tensor:
+    """(…, 6) sines and cosines of 2πx per axis -> fractional coordinates in (-0.5, 0.5]."""
+    sin, cos = sc[..., :3], sc[..., 3:]
+    return torch.atan2(sin, cos) / (2 * math.pi)
+
+
 def _transformer(
     d_model: int, num_layers: int, nhead: int, dropout: float
 ) -> nn.TransformerEncoder:
@@ -81,12 +87,17 @@ class CrystalVAE(nn.Module):
         self.encoder = _transformer(d_model, encoder_layers, nhead, dropout)
         self.encoder_norm = nn.LayerNorm(d_model)
         self.to_posterior = nn.Linear(d_model, 2 * latent_dim)
+        # start with a narrow posterior: with a KL weight of 1e-5 it ends narrow anyway,
+        # and a wide one early on only buries the reconstruction signal in noise
+        nn.init.constant_(self.to_posterior.bias[latent_dim:], -6.0)
 
         self.latent_proj = nn.Linear(latent_dim, d_model)
         self.decoder = _transformer(d_model, decoder_layers, nhead, dropout)
         self.decoder_norm = nn.LayerNorm(d_model)
         self.type_head = nn.Linear(d_model, MAX_Z + 1)
-        self.coord_head = nn.Linear(d_model, 3)
+        # coordinates are decoded as a point on a circle per axis (sin, cos of 2πx): a map
+        # onto the circle has no cut, where a real-valued head must jump from 1 back to 0
+        self.coord_head = nn.Linear(d_model, 6)
         self.lattice_head = nn.Sequential(
             nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, 6)
         )
@@ -109,7 +120,7 @@ class CrystalVAE(nn.Module):
 
     # ------------------------------------------------------------------ decoder
     def decode(self, z: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Element logits, raw fractional coordinates, scaled lengths and angles (radians)."""
+        """Element logits, fractional coordinates (mod 1), scaled lengths, angles (radians)."""
         h = self.decoder(self.latent_proj(z), src_key_padding_mask=~mask)
         h = self.decoder_norm(h)
         m = mask.unsqueeze(-1).to(h.dtype)
@@ -117,7 +128,7 @@ class CrystalVAE(nn.Module):
         lattice = self.lattice_head(pooled)
         return {
             "type_logits": self.type_head(h),
-            "frac_coords": self.coord_head(h),
+            "frac_coords": circle_to_frac(self.coord_head(h)),
             "scaled_lengths": lattice[:, :3],
             "angles": lattice[:, 3:],
         }
