@@ -1,0 +1,217 @@
+"""Evaluate generated structures: uniqueness, novelty, stability, validity, diversity.
+
+``python -m crystalrl.evaluate structure_path=DIR_OR_JSON reference_dataset=mp-20
+output_file=FILE.csv [--json]`` writes one row per structure and prints the rates
+(a rich table, or one JSON object with ``--json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from crystalrl.cli import pop_flag
+from crystalrl.config import CONFIG_DIR
+
+AS_JSON = False
+log = logging.getLogger("crystalrl")
+
+DIVERSITY_METRICS = ("structure_diversity", "composition_diversity")
+#: Summary rows: (key, label) in the order they are printed.
+SUMMARY_ROWS = (
+    ("avg_unique", "unique"),
+    ("avg_novel", "novel"),
+    ("avg_is_metastable", "metastable (E_hull ≤ threshold)"),
+    ("avg_is_stable", "stable (E_hull ≤ 0)"),
+    ("avg_MSUN", "MSUN"),
+    ("avg_SUN", "SUN"),
+    ("avg_composition_validity", "valid composition (SMACT)"),
+    ("structure_diversity", "structure diversity"),
+    ("composition_diversity", "composition diversity"),
+    ("avg_e_above_hull", "mean E_hull (eV/atom)"),
+)
+
+
+def _optional(cfg: DictConfig, key: str) -> Any:
+    """A config value, or ``None`` when it is missing or its interpolation fails."""
+    try:
+        return OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+    except Exception as exc:
+        log.warning("%s does not resolve (%s)", key, exc)
+        return None
+
+
+def load_vae_or_none(path: str | None):
+    if not path:
+        return None
+    from crystalrl.vae.module import load_vae
+
+    try:
+        return load_vae(str(path))
+    except Exception as exc:
+        log.warning("could not load the VAE from %s (%s)", path, exc)
+        return None
+
+
+def evaluate_structures(
+    structures: list,
+    reference: Any,
+    metrics: list[str],
+    vae: Any = None,
+    potential: Any = None,
+    hull: dict | None = None,
+    metastable_threshold: float = 0.1,
+    match_timeout: float = 30.0,
+    num_workers: int | None = None,
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    progress: bool = True,
+):
+    """A computed :class:`~crystalrl.metrics.metrics.Metrics` for the structures.
+
+    Feature metrics are dropped with a warning when there is no VAE.
+    """
+    from crystalrl.metrics.metrics import Metrics
+
+    metrics = list(metrics)
+    if vae is None and any(m in metrics for m in DIVERSITY_METRICS):
+        warnings.warn(
+            "no VAE checkpoint: structure/composition diversity are skipped", stacklevel=2
+        )
+        metrics = [m for m in metrics if m not in DIVERSITY_METRICS]
+    options: dict[str, Any] = {"hull": dict(hull or {})}
+    if data_dir:
+        options["data_dir"] = str(data_dir)
+    if cache_dir:
+        options["cache_dir"] = str(cache_dir)
+    m = Metrics(
+        metrics,
+        reference=reference,
+        vae=vae,
+        potential=potential,
+        metastable_threshold=metastable_threshold,
+        match_timeout=match_timeout,
+        num_workers=num_workers,
+        progress=progress,
+        reference_options=options,
+    )
+    m.compute(structures)
+    return m
+
+
+def add_predictions(frame, structures: list, predictor: str, target_name: str, window) -> dict:
+    """Predicted property columns (and the fraction inside ``window``) for property runs."""
+    import torch
+
+    from crystalrl.rewards.components import PredictorReward
+
+    reward = PredictorReward(predictor, target_name)
+    reward.setup()
+    pred = reward.compute(structures).numpy().astype(np.float64)
+    valid = np.array([s is not None for s in structures])
+    pred[~valid] = np.nan
+    frame[f"predicted_{target_name}"] = pred
+    out: dict[str, float] = {f"avg_predicted_{target_name}": float(np.nanmean(pred))}
+    if window is not None:
+        lo, hi = (float(x) for x in window)
+        inside = valid & (pred >= lo) & (pred <= hi)
+        frame["in_target_window"] = inside
+        out["avg_in_target_window"] = float(torch.as_tensor(inside).float().mean())
+    return out
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def print_summary(summary: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in SUMMARY_ROWS:
+        if key in summary:
+            v = summary[key]
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                text = "n/a"
+            elif key.startswith("avg_") and key != "avg_e_above_hull":
+                text = f"{100 * v:.1f} %"
+            else:
+                text = f"{v:.4f}"
+            table.add_row(label, text)
+    for key in sorted(summary):
+        if key.startswith("avg_predicted") or key == "avg_in_target_window":
+            table.add_row(key, f"{summary[key]:.4f}")
+    counts = f"{summary['num_structures']} ({summary['num_valid_structures']})"
+    table.add_row("structures (valid)", counts)
+    Console().print(table)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> dict:
+    from crystalrl.metrics.structures_io import read_structures
+
+    start = time.perf_counter()
+    structures, names = read_structures(cfg.structure_path, cfg.num_structures)
+    vae = None
+    if any(m in cfg.metrics for m in DIVERSITY_METRICS):
+        vae = load_vae_or_none(_optional(cfg, "vae_ckpt_path"))
+    potential = (
+        OmegaConf.to_container(cfg.potential, resolve=True) if cfg.potential is not None else None
+    )
+    m = evaluate_structures(
+        structures,
+        reference=str(cfg.reference_dataset),
+        metrics=list(cfg.metrics),
+        vae=vae,
+        potential=potential,
+        hull=OmegaConf.to_container(cfg.hull, resolve=True),
+        metastable_threshold=cfg.metastable_threshold,
+        match_timeout=cfg.match_timeout,
+        num_workers=cfg.num_workers,
+        data_dir=cfg.paths.data_dir,
+        cache_dir=cfg.paths.cache_dir,
+        progress=not AS_JSON,
+    )
+    frame = m.to_dataframe()
+    frame.insert(0, "name", names)
+    summary: dict[str, Any] = m.summary()
+    if cfg.predictor:
+        summary.update(
+            add_predictions(frame, structures, cfg.predictor, cfg.target_name, cfg.target_window)
+        )
+    if cfg.output_file:
+        from pathlib import Path
+
+        out = Path(cfg.output_file)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        summary["output_file"] = str(out)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    summary = {k: _clean(v) for k, v in summary.items()}
+    summary["seconds_by_metric"] = {k: round(v, 2) for k, v in m.timings.items() if v >= 0.01}
+    if AS_JSON:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary, f"{cfg.structure_path} vs {cfg.reference_dataset}")
+        if cfg.output_file:
+            print(f"per-structure results: {cfg.output_file}")
+    return summary
+
+
+if __name__ == "__main__":
+    AS_JSON = pop_flag("--json")
+    sys.exit(main() and 0)

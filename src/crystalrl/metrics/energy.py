@@ -1,0 +1,215 @@
+"""Single-point energies from a machine-learned potential (CHGNet by default, any ASE calculator).
+
+E_hull is only meaningful when the generated structures and the reference hull are
+evaluated with the same potential, so every energy model carries a ``key`` that names the
+potential and its weights; cached reference energies are keyed by it.
+A structure the potential cannot handle (isolated atoms, overlapping atoms, a broken
+cell) gets NaN, never an exception: callers treat NaN as a failed energy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class EnergyModel:
+    """Energies per atom (eV/atom) of pymatgen structures; NaN where the model fails."""
+
+    #: Identifies the potential and its weights; part of every cache key.
+    key: str = "undefined"
+
+    def energies(
+        self, structures: Sequence, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def ase_calculator(self):
+        """An ASE calculator with forces and stress, used to relax elemental prototypes."""
+        raise NotImplementedError
+
+
+class CHGNetEnergy(EnergyModel):
+    """CHGNet (weights ship with the pip package), batched graph prediction.
+
+    Graphs are built one structure at a time so that a structure CHGNet rejects costs only
+    itself; the rest are predicted in batches of ``batch_size``. ``num_threads`` sets
+    torch's intra-op threads while predicting and restores them afterwards.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "0.3.0",
+        batch_size: int = 64,
+        num_threads: int | None = None,
+        device: str = "cpu",
+    ):
+        self.model_name = model_name
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        self.device = device
+        self.key = f"chgnet-{model_name}"
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from chgnet.model import CHGNet
+
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._model = CHGNet.load(
+                    model_name=self.model_name, use_device=self.device, verbose=False
+                )
+            self._model.eval()
+        return self._model
+
+    def energies(
+        self, structures: Sequence, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        import torch
+
+        out = np.full(len(structures), np.nan)
+        old_threads = torch.get_num_threads()
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            for start in range(0, len(structures), self.batch_size):
+                chunk = structures[start : start + self.batch_size]
+                graphs, where = [], []
+                for i, s in enumerate(chunk):
+                    graph = self._graph(s)
+                    if graph is not None:
+                        graphs.append(graph)
+                        where.append(start + i)
+                if graphs:
+                    for i, e in zip(where, self._predict(graphs), strict=True):
+                        out[i] = e
+                if progress:
+                    progress(len(chunk))
+        finally:
+            torch.set_num_threads(old_threads)
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+    def _graph(self, structure):
+        if structure is None:
+            return None
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                return self.model.graph_converter(structure)  # isolated atoms raise: a failure
+        except Exception:
+            return None
+
+    def _predict(self, graphs: list) -> list[float]:
+        import torch
+
+        with torch.no_grad():  # energies only: no autograd graph, about 6x faster on a CPU
+            return self._predict_graphs(graphs)
+
+    def _predict_graphs(self, graphs: list) -> list[float]:
+        try:
+            preds = self.model.predict_graph(graphs, task="e", batch_size=len(graphs))
+        except Exception:  # one bad graph spoils the batch: retry them one by one
+            preds = []
+            for g in graphs:
+                try:
+                    preds.append(self.model.predict_graph(g, task="e"))
+                except Exception:
+                    preds.append({"e": math.nan})
+        if isinstance(preds, dict):
+            preds = [preds]
+        return [float(p["e"]) for p in preds]
+
+    def ase_calculator(self):
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            return CHGNetCalculator(model=self.model, use_device=self.device)
+
+
+class ASEEnergy(EnergyModel):
+    """Any ASE calculator, one structure at a time."""
+
+    def __init__(self, calculator, key: str | None = None):
+        self.calculator = calculator
+        self.key = key or _calculator_key(calculator)
+
+    def energies(
+        self, structures: Sequence, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        out = np.full(len(structures), np.nan)
+        for i, s in enumerate(structures):
+            if s is not None:
+                try:
+                    atoms = AseAtomsAdaptor.get_atoms(s)
+                    atoms.calc = self.calculator
+                    out[i] = float(atoms.get_potential_energy()) / len(atoms)
+                except Exception:
+                    pass
+            if progress:
+                progress(1)
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+    def ase_calculator(self):
+        return self.calculator
+
+
+def _calculator_key(calculator) -> str:
+    cls = type(calculator)
+    params = getattr(calculator, "parameters", {}) or {}
+    try:
+        params = json.dumps(dict(params), sort_keys=True, default=str)
+    except TypeError:
+        params = repr(params)
+    return f"ase:{cls.__module__}.{cls.__qualname__}:{params}"
+
+
+def make_energy_model(spec: Any = None) -> EnergyModel:
+    """An energy model from a config: ``None`` -> CHGNet; a ``_target_`` mapping -> whatever
+    it instantiates (an :class:`EnergyModel`, or an ASE calculator that gets wrapped); an
+    object -> itself (wrapped when it is an ASE calculator)."""
+    if spec is None:
+        return CHGNetEnergy()
+    if isinstance(spec, EnergyModel):
+        return spec
+    key = None
+    if _is_mapping(spec):
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        plain = OmegaConf.to_container(spec, resolve=True) if not isinstance(spec, dict) else spec
+        key = "ase:" + json.dumps(plain, sort_keys=True, default=str)
+        spec = instantiate(plain, _convert_="all")
+        if isinstance(spec, EnergyModel):
+            return spec
+    from ase.calculators.calculator import BaseCalculator
+
+    if isinstance(spec, BaseCalculator):
+        return ASEEnergy(spec, key=key)
+    raise TypeError(
+        f"cannot use {type(spec).__name__} as a potential: expected an ASE calculator or an "
+        "EnergyModel (configure it with _target_)"
+    )
+
+
+def _is_mapping(obj) -> bool:
+    if isinstance(obj, Mapping):
+        return True
+    try:
+        from omegaconf import DictConfig
+
+        return isinstance(obj, DictConfig)
+    except ImportError:  # pragma: no cover
+        return False

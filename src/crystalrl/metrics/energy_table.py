@@ -1,0 +1,91 @@
+"""Reference energies as a compact table: one row per reference structure.
+
+Computing CHGNet energies for all of MP-20 takes tens of minutes on a CPU, so the table is
+stored (in the cache, and a copy is shipped in the repository's ``reference/`` folder) and
+reused row by row: a row is taken from any stored table made with the same potential when
+its ``material_id``, reduced formula and atom count agree. That makes a table survive a
+re-ordered or extended CSV, and lets an interrupted build resume from its partial table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TABLE_VERSION = 1
+
+
+@dataclass
+class EnergyTable:
+    """Per-structure energies (eV/atom, NaN = the potential failed) and how they were made."""
+
+    split: np.ndarray  # (M,) str
+    row: np.ndarray  # (M,) int64, row of the source file
+    material_id: np.ndarray  # (M,) str
+    formula: np.ndarray  # (M,) str, reduced formula
+    num_atoms: np.ndarray  # (M,) int64
+    energy_per_atom: np.ndarray  # (M,) float64
+    potential: str
+    files: dict[str, str]  # split -> sha256 of the source file
+
+    def __len__(self) -> int:
+        return len(self.energy_per_atom)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"version": TABLE_VERSION, "potential": self.potential, "files": self.files}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            split=self.split.astype(str),
+            row=self.row.astype(np.int32),
+            material_id=self.material_id.astype(str),
+            formula=self.formula.astype(str),
+            num_atoms=self.num_atoms.astype(np.int16),
+            energy_per_atom=self.energy_per_atom.astype(np.float32),
+            meta=np.array(json.dumps(meta, sort_keys=True)),
+        )
+        os.replace(tmp, path)  # atomic: a killed build never leaves half a table
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> EnergyTable:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return cls(
+                split=z["split"],
+                row=z["row"].astype(np.int64),
+                material_id=z["material_id"],
+                formula=z["formula"],
+                num_atoms=z["num_atoms"].astype(np.int64),
+                energy_per_atom=z["energy_per_atom"].astype(np.float64),
+                potential=meta["potential"],
+                files=meta.get("files", {}),
+            )
+
+    def lookup(self) -> dict[tuple[str, str, int], float]:
+        """(material_id, formula, num_atoms) -> energy per atom, for row-by-row reuse."""
+        return {
+            (str(m), str(f), int(n)): float(e)
+            for m, f, n, e in zip(
+                self.material_id, self.formula, self.num_atoms, self.energy_per_atom, strict=True
+            )
+        }
+
+
+def reusable_energies(tables: list[Path], potential: str) -> dict[tuple[str, str, int], float]:
+    """Merged lookup of every readable table made with ``potential`` (later tables win)."""
+    merged: dict[tuple[str, str, int], float] = {}
+    for path in tables:
+        try:
+            table = EnergyTable.load(path)
+        except Exception:  # an unreadable or foreign file is simply not a source
+            continue
+        if table.potential == potential:
+            merged.update(table.lookup())
+    return merged

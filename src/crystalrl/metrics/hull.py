@@ -1,0 +1,217 @@
+"""A self-consistent convex hull: reference energies from the same potential as the queries.
+
+Built once with pymatgen's :class:`PatchedPhaseDiagram` (fast for tens of thousands of
+entries), then reduced to its stable entries, which are all a query ever needs: an entry
+that is unstable in its own chemical space is unstable in every larger one. A query's
+E_hull comes from a small :class:`PhaseDiagram` of the stable entries inside its chemical
+system (memoised per system). This also answers chemical systems no reference compound
+spans (a new ternary of known elements), which a ``PatchedPhaseDiagram`` refuses.
+
+Elemental references. A phase diagram needs an entry for every element it contains. An
+element that occurs in reference compounds but has no pure-element reference structure
+(MP-20 as recovered has none for Al, V, Os and Pt) gets one from the potential itself:
+fcc, bcc, hcp, simple cubic and diamond prototypes are relaxed (cell and positions) and
+the lowest energy per atom is used. The alternatives are worse: dropping every compound of
+such an element loses thousands of reference structures, and a made-up energy shifts every
+formation energy in those systems. An element the reference never contains cannot be
+placed on the hull at all; a query containing it has no E_hull (NaN, counted as failed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from crystalrl.metrics.energy import EnergyModel
+
+log = logging.getLogger("crystalrl")
+
+HULL_VERSION = 2
+#: Build options (and their defaults) of :meth:`ReferenceHull.build`; part of the cache key.
+HULL_DEFAULTS = {"relax_steps": 300, "fmax": 0.05}
+PROTOTYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
+
+
+def elemental_prototypes(symbol: str) -> dict:
+    """Simple one-element crystals of ``symbol`` with a plausible nearest-neighbour distance."""
+    from ase.build import bulk
+    from pymatgen.core import Element
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    el = Element(symbol)
+    radius = None
+    for attr in ("metallic_radius", "atomic_radius", "atomic_radius_calculated"):
+        try:
+            value = getattr(el, attr)
+        except Exception:
+            value = None
+        if value is not None and float(value) > 0:
+            radius = float(value)
+            break
+    d = 2.0 * (radius or 1.4)
+    cells = {
+        "fcc": bulk(symbol, "fcc", a=d * math.sqrt(2)),
+        "bcc": bulk(symbol, "bcc", a=2 * d / math.sqrt(3)),
+        "hcp": bulk(symbol, "hcp", a=d, c=d * math.sqrt(8 / 3)),
+        "sc": bulk(symbol, "sc", a=d),
+        "diamond": bulk(symbol, "diamond", a=4 * d / math.sqrt(3)),
+    }
+    return {name: AseAtomsAdaptor.get_structure(atoms) for name, atoms in cells.items()}
+
+
+def relax(structure, calculator, steps: int = 300, fmax: float = 0.05):
+    """Relax cell and positions with FIRE; returns the relaxed structure (or the input)."""
+    if steps <= 0:
+        return structure
+    from ase.filters import UnitCellFilter
+    from ase.optimize import FIRE
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = calculator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        FIRE(UnitCellFilter(atoms), logfile=None).run(fmax=fmax, steps=steps)
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def prototype_energy(
+    symbol: str, energy_model: EnergyModel, steps: int = 300, fmax: float = 0.05
+) -> tuple[float, str]:
+    """Lowest energy per atom over relaxed prototypes of an element, and which prototype."""
+    calculator = None
+    if steps > 0:
+        try:
+            calculator = energy_model.ase_calculator()
+        except NotImplementedError:
+            steps = 0
+    best, best_name = math.nan, ""
+    for name, structure in elemental_prototypes(symbol).items():
+        if steps > 0:
+            with contextlib.suppress(Exception):  # a failed relaxation keeps the prototype
+                structure = relax(structure, calculator, steps, fmax)
+        e = float(energy_model.energies([structure])[0])
+        if np.isfinite(e) and not (e >= best):
+            best, best_name = e, name
+    return best, best_name
+
+
+class ReferenceHull:
+    """Stable reference entries and E_hull queries against them."""
+
+    def __init__(self, stable_entries: list, elemental: dict[str, tuple[float, str]]):
+        self.stable_entries = stable_entries
+        #: element symbol -> (energy per atom, "reference" or the prototype used)
+        self.elemental = elemental
+        self.elements = frozenset(elemental)
+        by_space: dict[frozenset, list] = defaultdict(list)
+        for entry in stable_entries:
+            by_space[frozenset(str(e) for e in entry.composition.elements)].append(entry)
+        self._by_space = dict(by_space)
+        self._pds: OrderedDict = OrderedDict()
+
+    def __getstate__(self):
+        return {"stable_entries": self.stable_entries, "elemental": self.elemental}
+
+    def __setstate__(self, state):
+        self.__init__(state["stable_entries"], state["elemental"])
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(
+        cls,
+        element_counts: Sequence[dict[str, int]],
+        energies_per_atom: np.ndarray,
+        energy_model: EnergyModel | None = None,
+        relax_steps: int = 300,
+        fmax: float = 0.05,
+        progress: bool = False,
+    ) -> ReferenceHull:
+        """Hull of reference cells (element counts) with energies per atom (NaN = skipped)."""
+        from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PDEntry
+        from pymatgen.core import Composition
+
+        entries = []
+        for i, (counts, e) in enumerate(zip(element_counts, energies_per_atom, strict=True)):
+            if np.isfinite(e):
+                comp = Composition(counts)
+                entries.append(PDEntry(comp, float(e) * comp.num_atoms, name=f"ref-{i}"))
+        elemental: dict[str, tuple[float, str]] = {}
+        for entry in entries:
+            if entry.composition.is_element:
+                symbol = str(entry.composition.elements[0])
+                if symbol not in elemental or entry.energy_per_atom < elemental[symbol][0]:
+                    elemental[symbol] = (entry.energy_per_atom, "reference")
+        present = sorted({str(el) for entry in entries for el in entry.composition.elements})
+        missing = [s for s in present if s not in elemental]
+        if missing and energy_model is not None:
+            log.info("relaxing elemental prototypes for %s", ", ".join(missing))
+            for symbol in missing:
+                e, name = prototype_energy(symbol, energy_model, relax_steps, fmax)
+                if np.isfinite(e):
+                    elemental[symbol] = (e, name)
+                    entries.append(PDEntry(Composition(symbol), e, name=f"prototype-{name}"))
+        unplaceable = set(present) - set(elemental)
+        if unplaceable:
+            log.warning(
+                "no elemental reference for %s: compounds containing them are left out",
+                ", ".join(sorted(unplaceable)),
+            )
+            entries = [
+                x for x in entries if not {str(el) for el in x.composition.elements} & unplaceable
+            ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ppd = PatchedPhaseDiagram(entries, verbose=progress)
+        stable = sorted(ppd.stable_entries, key=lambda x: x.name)
+        return cls(list(stable), elemental)
+
+    # ------------------------------------------------------------------ queries
+    def _phase_diagram(self, space: frozenset):
+        pd = self._pds.get(space)
+        if pd is not None:
+            self._pds.move_to_end(space)
+            return pd
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+        entries = [e for s, group in self._by_space.items() if s <= space for e in group]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pd = PhaseDiagram(entries)
+        self._pds[space] = pd
+        if len(self._pds) > 4096:
+            self._pds.popitem(last=False)
+        return pd
+
+    def e_above_hull(self, composition, energy_per_atom: float) -> float:
+        """E_hull (eV/atom, negative below the hull) of a composition at an energy per atom;
+        NaN when the energy is NaN or an element has no reference."""
+        from pymatgen.analysis.phase_diagram import PDEntry
+        from pymatgen.core import Composition
+
+        if composition is None or not np.isfinite(energy_per_atom):
+            return math.nan
+        comp = Composition(composition)
+        space = frozenset(str(el) for el in comp.elements)
+        if not space or not space <= self.elements:
+            return math.nan
+        try:
+            pd = self._phase_diagram(space)
+            entry = PDEntry(comp, float(energy_per_atom) * comp.num_atoms)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return float(pd.get_e_above_hull(entry, allow_negative=True, check_stable=False))
+        except Exception:
+            return math.nan
+
+    def e_above_hull_many(
+        self, compositions: Sequence, energies_per_atom: np.ndarray
+    ) -> np.ndarray:
+        pairs = zip(compositions, energies_per_atom, strict=True)
+        return np.array([self.e_above_hull(c, e) for c, e in pairs], dtype=np.float64)

@@ -1,0 +1,449 @@
+"""The reference set that novelty, E_hull and the diversity metrics are measured against.
+
+A reference is a CDVAE-layout dataset folder, named (``mp-20`` = every split of MP-20
+found in the data directory) or given as a path. Everything derived from it is computed
+lazily, only when a metric asks for it, and cached under
+``$CRYSTALRL_CACHE_DIR/reference/`` with keys made from the content of the inputs (the
+source files' bytes, the potential, the VAE weights), so a changed input is a rebuild and
+an unchanged one never is:
+
+* structures grouped by reduced formula (from the parse cache of ``crystalrl.data``);
+* single-point energies of every structure from the configured potential (reused row by
+  row from tables shipped in the repository's ``reference/`` folder when they match);
+* the convex hull built from those energies (see :mod:`crystalrl.metrics.hull`);
+* VAE structure and composition features (keyed by a hash of the VAE's weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import time
+import warnings
+from collections import Counter, defaultdict
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crystalrl.data.parse import SPLITS, ParsedSplit, default_cache_dir, find_split_file
+from crystalrl.hub import PROJECT_ROOT
+from crystalrl.metrics.energy import EnergyModel, make_energy_model
+from crystalrl.metrics.energy_table import EnergyTable, reusable_energies
+
+log = logging.getLogger("crystalrl")
+
+#: Reference names -> dataset folder under the data directory.
+REFERENCE_DATASETS = {
+    "mp-20": "mp_20",
+    "perov-5": "perov_5",
+    "carbon-24": "carbon_24",
+    "mp-bandgap": "mp_bandgap",
+}
+#: Tables of reference energies computed by this project and shipped with it.
+SHIPPED_DIR = PROJECT_ROOT / "reference"
+REFERENCE_VERSION = 1
+#: Reference cells are read without an atom limit: a reference must hold every row.
+NO_ATOM_LIMIT = 10_000
+
+
+class ReferenceError(ValueError):
+    """A reference name or folder that cannot be used."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CRYSTALRL_DATA_DIR", "data"))
+
+
+def resolve_reference_dir(name_or_path: str | os.PathLike, data_dir: str | None = None) -> Path:
+    """``mp-20`` -> ``$CRYSTALRL_DATA_DIR/mp_20``; an existing folder -> itself; else an error."""
+    text = str(name_or_path)
+    if text in REFERENCE_DATASETS:
+        folder = Path(data_dir or default_data_dir()) / REFERENCE_DATASETS[text]
+        if not folder.is_dir():
+            raise ReferenceError(
+                f"reference dataset '{text}' should be at {folder}, which does not exist; "
+                "set CRYSTALRL_DATA_DIR to the folder holding the datasets"
+            )
+        return folder
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        return folder
+    known = ", ".join(sorted(REFERENCE_DATASETS))
+    raise ReferenceError(
+        f"'{text}' is neither a known reference dataset ({known}) nor an existing folder"
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:20]
+
+
+def weights_key(module) -> str:
+    """A content hash of a torch module's weights (float32), to key cached features.
+
+    Hashing the loaded weights rather than a file means a VAE handed over in memory (as the
+    RL stage does) and the checkpoint file it was loaded from share one key.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        t = tensor.detach().cpu()
+        t = t.float() if t.is_floating_point() else t
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class Reference:
+    """Lazily built, disk-cached reference data for one dataset folder."""
+
+    def __init__(
+        self,
+        dataset: str | os.PathLike = "mp-20",
+        data_dir: str | None = None,
+        splits: tuple[str, ...] | None = None,
+        potential: Any = None,
+        cache_dir: str | os.PathLike | None = None,
+        hull: dict | None = None,
+        progress: bool = True,
+        use_shipped: bool = True,
+    ):
+        self.name = str(dataset)
+        self.dataset_dir = resolve_reference_dir(dataset, data_dir)
+        self.split_files: dict[str, Path] = {}
+        for split in splits or SPLITS:
+            try:
+                self.split_files[split] = find_split_file(self.dataset_dir, split)
+            except ValueError:
+                if splits:  # asked for explicitly: must exist
+                    raise
+        if not self.split_files:
+            raise ReferenceError(f"no train/val/test CSV files in {self.dataset_dir}")
+        self.cache_dir = Path(cache_dir or default_cache_dir()) / "reference"
+        self._potential_spec = potential
+        self.hull_options = dict(hull or {})
+        self.progress = progress
+        self.use_shipped = use_shipped
+        self.timings: dict[str, float] = {}
+        self._structure_memo: dict[int, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Reference({self.name!r}, splits={list(self.split_files)})"
+
+    # ------------------------------------------------------------------ keys
+    @cached_property
+    def file_hashes(self) -> dict[str, str]:
+        return {split: _sha256(path) for split, path in self.split_files.items()}
+
+    @cached_property
+    def key(self) -> str:
+        """Content key of the reference structures."""
+        files = sorted(self.file_hashes.items())
+        return _digest(REFERENCE_VERSION, files, NO_ATOM_LIMIT, "niggli")
+
+    def _cache_file(self, kind: str, *extra: Any, suffix: str = ".npz") -> Path:
+        stem = Path(self.dataset_dir).name
+        key = _digest(self.key, *extra) if extra else self.key
+        return self.cache_dir / f"{stem}-{kind}-{key}{suffix}"
+
+    # ------------------------------------------------------------------ structures
+    @cached_property
+    def parsed(self) -> dict[str, ParsedSplit]:
+        from crystalrl.data.parse import read_split
+
+        return {
+            split: read_split(path, max_atoms=NO_ATOM_LIMIT, niggli=True)
+            for split, path in self.split_files.items()
+        }
+
+    @cached_property
+    def _flat(self) -> dict[str, np.ndarray]:
+        """Per-structure index over all splits: split, row, material_id, formula, num_atoms."""
+        cache = self._cache_file("index")
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        from pymatgen.core import Composition
+
+        with warnings.catch_warnings():  # noble gases have no electronegativity: harmless
+            warnings.simplefilter("ignore")
+            formula = [Composition(c).reduced_formula for c in self.element_counts()]
+        split, row, mid, natoms = [], [], [], []
+        for name, part in self.parsed.items():
+            split += [name] * len(part)
+            row.append(part.row_index)
+            mid.append(part.material_ids.astype(str))
+            natoms.append(part.num_atoms)
+        flat = {
+            "split": np.array(split, dtype=str),
+            "row": np.concatenate(row).astype(np.int64),
+            "material_id": np.concatenate(mid).astype(str),
+            "formula": np.array(formula, dtype=str),
+            "num_atoms": np.concatenate(natoms).astype(np.int64),
+        }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, **flat)
+        os.replace(tmp, cache)
+        return flat
+
+    def __len__(self) -> int:
+        return len(self._flat["formula"])
+
+    @property
+    def formulas(self) -> np.ndarray:
+        """Reduced formula of every reference structure (all splits, in order)."""
+        return self._flat["formula"]
+
+    @cached_property
+    def by_formula(self) -> dict[str, np.ndarray]:
+        """Reduced formula -> indices of the reference structures with it."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, f in enumerate(self.formulas):
+            groups[str(f)].append(i)
+        return {f: np.array(v, dtype=np.int64) for f, v in groups.items()}
+
+    @cached_property
+    def _locate(self) -> list[tuple[str, int]]:
+        return [(name, i) for name, part in self.parsed.items() for i in range(len(part))]
+
+    def structures(self, indices: list[int] | np.ndarray | None = None) -> list:
+        """pymatgen structures of the reference (Niggli-reduced cells), memoised by index."""
+        if indices is None:
+            indices = range(len(self))
+        out = []
+        for i in indices:
+            i = int(i)
+            s = self._structure_memo.get(i)
+            if s is None:
+                split, j = self._locate[i]
+                s = self.parsed[split].to_structures([j])[0]
+                self._structure_memo[i] = s
+            out.append(s)
+        return out
+
+    def structures_with_formula(self, formula: str) -> list:
+        return self.structures(self.by_formula.get(formula, []))
+
+    # ------------------------------------------------------------------ energies
+    @cached_property
+    def energy_model(self) -> EnergyModel:
+        return make_energy_model(self._potential_spec)
+
+    @property
+    def energy_file(self) -> Path:
+        return self._cache_file("energies", self.energy_model.key)
+
+    @cached_property
+    def energy_table(self) -> EnergyTable:
+        cache = self.energy_file
+        if cache.is_file():
+            return EnergyTable.load(cache)
+        start = time.perf_counter()
+        table = self._compute_energies(cache)
+        self.timings["energies"] = time.perf_counter() - start
+        return table
+
+    @property
+    def energies(self) -> np.ndarray:
+        """Energy per atom (eV/atom) of every reference structure; NaN where it failed."""
+        return self.energy_table.energy_per_atom
+
+    def _compute_energies(self, cache: Path) -> EnergyTable:
+        model = self.energy_model
+        flat = self._flat
+        partial = cache.with_name(cache.name.replace(".npz", ".partial.npz"))
+        sources = sorted(SHIPPED_DIR.glob("*.npz")) if self.use_shipped else []
+        known = reusable_energies([*sources, partial], model.key)
+        keys = list(
+            zip(flat["material_id"], flat["formula"], flat["num_atoms"].tolist(), strict=True)
+        )
+        energies = np.array([known.get((str(m), str(f), n), np.nan) for m, f, n in keys])
+        todo = [i for i, k in enumerate(keys) if (str(k[0]), str(k[1]), k[2]) not in known]
+        log.info(
+            "reference %s: %d energies reused, %d to compute with %s",
+            self.name,
+            len(keys) - len(todo),
+            len(todo),
+            model.key,
+        )
+
+        def table(e: np.ndarray) -> EnergyTable:
+            return EnergyTable(
+                split=flat["split"],
+                row=flat["row"],
+                material_id=flat["material_id"],
+                formula=flat["formula"],
+                num_atoms=flat["num_atoms"],
+                energy_per_atom=e,
+                potential=model.key,
+                files=self.file_hashes,
+            )
+
+        if todo:
+            chunk = 2048
+            pending = np.zeros(len(keys), dtype=bool)
+            pending[todo] = True
+            with _progress(self.progress, f"energies ({model.key})", len(todo)) as advance:
+                for start in range(0, len(todo), chunk):
+                    idx = todo[start : start + chunk]
+                    energies[idx] = model.energies(self.structures(idx), progress=advance)
+                    pending[idx] = False
+                    _subset(table(energies), ~pending).save(partial)
+                    self._structure_memo.clear()
+        table(energies).save(cache)
+        partial.unlink(missing_ok=True)
+        return EnergyTable.load(cache)  # as stored (float32): identical in every later run
+
+    # ------------------------------------------------------------------ hull
+    @cached_property
+    def hull(self):
+        """The convex hull of the reference energies (:class:`ReferenceHull`), cached."""
+        from crystalrl.metrics.hull import HULL_DEFAULTS, HULL_VERSION, ReferenceHull
+
+        unknown = set(self.hull_options) - set(HULL_DEFAULTS)
+        if unknown:
+            raise ReferenceError(f"unknown hull option(s) {sorted(unknown)}")
+        options = {**HULL_DEFAULTS, **self.hull_options}
+        cache = self._cache_file(
+            "hull", self.energy_model.key, HULL_VERSION, sorted(options.items()), suffix=".pkl"
+        )
+        if cache.is_file():
+            try:
+                with open(cache, "rb") as fh:
+                    return pickle.load(fh)
+            except Exception:  # a stale pickle from another pymatgen: rebuild
+                log.warning("could not read %s; rebuilding the hull", cache)
+        energies = self.energies
+        start = time.perf_counter()
+        hull = ReferenceHull.build(
+            self.element_counts(), energies, self.energy_model, progress=self.progress, **options
+        )
+        self.timings["hull"] = time.perf_counter() - start
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(hull, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cache)
+        return hull
+
+    def element_counts(self) -> list[dict[str, int]]:
+        """Element counts of every cell (not reduced): hull entries need total energies."""
+        from pymatgen.core import Element
+
+        symbols: dict[int, str] = {}
+        out = []
+        for part in self.parsed.values():
+            offsets = part.offsets
+            for i in range(len(part)):
+                counts = Counter(int(z) for z in part.atom_types[offsets[i] : offsets[i + 1]])
+                for z in counts:
+                    if z not in symbols:
+                        symbols[z] = Element.from_Z(z).symbol
+                out.append({symbols[z]: n for z, n in counts.items()})
+        return out
+
+    # ------------------------------------------------------------------ features
+    def features(self, vae, batch_size: int = 512) -> dict[str, Any]:
+        """VAE ``structure`` and ``composition`` features of every reference structure."""
+        import torch
+
+        from crystalrl.vae.features import structure_features
+
+        cache = self._cache_file("features", weights_key(vae))
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                return {k: torch.from_numpy(z[k]) for k in z.files}
+        start = time.perf_counter()
+        parts: dict[str, list] = defaultdict(list)
+        n = len(self)
+        with _progress(self.progress, "VAE features", n) as advance:
+            for i in range(0, n, 4 * batch_size):
+                idx = range(i, min(n, i + 4 * batch_size))
+                # reference cells are already Niggli-reduced when parsed
+                f = structure_features(vae, self.structures(idx), batch_size, niggli=False)
+                for k, v in f.items():
+                    parts[k].append(v.float().cpu().numpy())
+                advance(len(idx))
+                self._structure_memo.clear()
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        self.timings["features"] = time.perf_counter() - start
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cache)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def _subset(table: EnergyTable, mask: np.ndarray) -> EnergyTable:
+    return EnergyTable(
+        split=table.split[mask],
+        row=table.row[mask],
+        material_id=table.material_id[mask],
+        formula=table.formula[mask],
+        num_atoms=table.num_atoms[mask],
+        energy_per_atom=table.energy_per_atom[mask],
+        potential=table.potential,
+        files=table.files,
+    )
+
+
+class _progress:
+    """A rich progress bar (or nothing) exposing ``advance(n)``."""
+
+    def __init__(self, enabled: bool, description: str, total: int):
+        self.enabled, self.description, self.total = enabled, description, total
+        self._bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n=1: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self._bar.start()
+        task = self._bar.add_task(self.description, total=self.total)
+        return lambda n=1: self._bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False
+
+
+_REFERENCES: dict[tuple, Reference] = {}
+
+
+def get_reference(
+    dataset: str | os.PathLike = "mp-20", potential: Any = None, **kwargs: Any
+) -> Reference:
+    """A shared :class:`Reference` per (dataset, potential, options): loaded data is reused
+    by every metric and reward in the process."""
+    key = (str(dataset), repr(potential), repr(sorted(kwargs.items())))
+    if key not in _REFERENCES:
+        _REFERENCES[key] = Reference(dataset, potential=potential, **kwargs)
+    return _REFERENCES[key]

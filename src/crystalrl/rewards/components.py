@@ -1,0 +1,312 @@
+"""Reward components: one objective each, combined by ``ReinforceReward``.
+
+A component turns a batch of generated structures into one raw reward per structure
+(higher = better). It names the shared metrics it needs (``required_metrics``) so the
+aggregator computes each of them once per batch, and it must never fail on a bad
+structure: a ``None`` (failed decode) or a structure the potential cannot handle gets the
+component's worst value.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from crystalrl.rewards.normalize import check_normalize_fn, normalize
+
+
+class RewardComponent:
+    """Base class: weight, per-component normalisation, metrics it needs, a logging name."""
+
+    #: Key under which the raw reward is logged (``train/<name>``).
+    name: str = "reward"
+    #: Metrics of :class:`crystalrl.metrics.Metrics` computed (once) before ``compute``.
+    required_metrics: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        weight: float = 1.0,
+        normalize_fn: str | None = None,
+        eps: float = 1e-4,
+        name: str | None = None,
+    ):
+        self.weight = float(weight)
+        self.normalize_fn = check_normalize_fn(normalize_fn)
+        self.eps = float(eps)
+        if name:
+            self.name = name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(weight={self.weight}, normalize_fn={self.normalize_fn!r})"
+
+    def setup(self, vae: Any = None, device: str | torch.device = "cpu") -> None:
+        """Load what the component needs beyond shared metrics (a predictor, say)."""
+
+    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+        """Raw reward per structure, float32, shape (len(structures),), no NaN."""
+        raise NotImplementedError
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        return normalize(raw, self.normalize_fn, self.eps)
+
+
+def fill_invalid(values: np.ndarray, valid: np.ndarray, fill: float | None = None) -> torch.Tensor:
+    """Values of valid structures, and ``fill`` (default: the batch's worst) elsewhere."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.empty(len(valid), dtype=np.float64)
+    out[valid] = values
+    if fill is None:
+        good = values[np.isfinite(values)] if len(values) else values
+        fill = float(good.min()) if len(good) else 0.0
+    out[~valid] = fill
+    return torch.as_tensor(out, dtype=torch.float32)
+
+
+def _valid_mask(structures: Sequence) -> np.ndarray:
+    return np.array([s is not None for s in structures], dtype=bool)
+
+
+# ====================================================================== custom
+def _resolve_function(fn: Any) -> Callable:
+    if fn is None:
+        from crystalrl.rewards.functions import atomic_density
+
+        return atomic_density
+    if callable(fn):
+        return fn
+    if isinstance(fn, str):
+        module, _, attr = fn.rpartition(".")
+        return getattr(importlib.import_module(module), attr)
+    if hasattr(fn, "get") and fn.get("_target_"):
+        from hydra.utils import get_method
+
+        return get_method(fn["_target_"])
+    raise TypeError(f"CustomReward fn must be a callable or a dotted path, got {fn!r}")
+
+
+class CustomReward(RewardComponent):
+    """A user function of the structures: ``fn(list[Structure]) -> one number each``.
+
+    ``fn`` is a callable, a dotted path (``mypkg.rewards.band_count``) or a config node
+    ``{_target_: mypkg.rewards.band_count, _partial_: true}``; the default is the shipped
+    example :func:`crystalrl.rewards.functions.atomic_density`. The function sees only the
+    valid structures; failed ones get ``fill_value`` (default: the batch minimum).
+    """
+
+    name = "custom"
+
+    def __init__(
+        self,
+        fn: Any = None,
+        weight: float = 1.0,
+        normalize_fn: str | None = None,
+        eps: float = 1e-4,
+        fill_value: float | None = None,
+        name: str | None = None,
+    ):
+        super().__init__(weight, normalize_fn, eps, name)
+        self.fn = _resolve_function(fn)
+        self.fill_value = fill_value
+
+    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+        valid = _valid_mask(structures)
+        good = [s for s in structures if s is not None]
+        values = self.fn(good) if good else []
+        values = np.asarray(torch.as_tensor(values, dtype=torch.float64).reshape(-1))
+        if len(values) != len(good):
+            raise ValueError(
+                f"custom reward function returned {len(values)} values for {len(good)} structures"
+            )
+        return fill_invalid(values, valid, self.fill_value)
+
+
+# ====================================================================== built-in
+class CreativityReward(RewardComponent):
+    """Unique and novel: 1; neither: 0; one of the two: the distance to the nearest
+    same-formula structure (smallest non-zero AMD distance, k=100, among reference + batch),
+    a graded signal for "almost new"."""
+
+    name = "creativity"
+    required_metrics = ("unique", "novel")
+
+    def __init__(
+        self,
+        weight: float = 1.0,
+        normalize_fn: str | None = None,
+        eps: float = 1e-4,
+        k: int = 100,
+        name: str | None = None,
+    ):
+        super().__init__(weight, normalize_fn, eps, name)
+        from crystalrl.metrics.amd_distance import AMDCache
+
+        self.k = k
+        self._reference_amds = AMDCache(k)
+
+    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+        from crystalrl.metrics.amd_distance import amd_vector, nearest_nonzero_distance
+
+        unique = np.asarray(metrics.get("unique"), dtype=bool)
+        novel = np.asarray(metrics.get("novel"), dtype=bool)
+        formulas = metrics.formulas
+        rewards = np.where(unique & novel, 1.0, 0.0)
+        partial = np.flatnonzero(unique ^ novel)
+        if len(partial):
+            reference = metrics.reference
+            batch_amds: dict[int, np.ndarray | None] = {}
+            by_formula: dict[str, list[int]] = {}
+            for j, f in enumerate(formulas):
+                if f is not None:
+                    by_formula.setdefault(f, []).append(j)
+            for i in partial:
+                f = formulas[i]
+                others = []
+                for r in reference.by_formula.get(f, []):
+                    key, r = (reference.key, int(r)), int(r)
+                    load = lambda r=r: reference.structures([r])[0]  # noqa: E731
+                    others.append(self._reference_amds.get(key, load))
+                for j in by_formula.get(f, []):
+                    if j not in batch_amds:
+                        batch_amds[j] = amd_vector(structures[j], self.k)
+                    others.append(batch_amds[j])
+                if i not in batch_amds:
+                    batch_amds[i] = amd_vector(structures[i], self.k)
+                rewards[i] = nearest_nonzero_distance(batch_amds[i], others)
+        return torch.as_tensor(rewards, dtype=torch.float32)
+
+
+class EnergyReward(RewardComponent):
+    """−clip(E_hull, 0, 1) eV/atom: lower energy above the hull is better; a failed or NaN
+    energy counts as 1 eV/atom (reward −1)."""
+
+    name = "energy"
+    required_metrics = ("e_above_hull",)
+
+    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+        e = torch.as_tensor(np.asarray(metrics.get("e_above_hull"), dtype=np.float64))
+        return -e.nan_to_num(nan=1.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0).float()
+
+
+class _DiversityReward(RewardComponent):
+    """Each structure's individual MMD contribution (polynomial kernel, degree 3) of its
+    VAE feature against the reference features: MMD(batch without it) − MMD(batch)."""
+
+    required_metrics = ("features",)
+    feature: str = ""
+
+    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+        from crystalrl.metrics.diversity import mmd_individual
+
+        valid = _valid_mask(structures)
+        gen = metrics.get("features")[self.feature]
+        ref = self._reference(metrics)
+        values = mmd_individual(gen, ref).double().numpy() if len(gen) else np.zeros(0)
+        return fill_invalid(values, valid)
+
+    def _reference(self, metrics: Any) -> torch.Tensor:
+        return metrics.reference_features()[self.feature]
+
+
+class StructureDiversityReward(_DiversityReward):
+    name = "structure_diversity"
+    feature = "structure"
+
+
+class CompositionDiversityReward(_DiversityReward):
+    name = "composition_diversity"
+    feature = "composition"
+
+
+class PredictorReward(RewardComponent):
+    """A property predicted by a surrogate model: the prediction clipped to
+    [clip_min, clip_max], or −(prediction − target_value)² when a target is given.
+
+    ``predictor`` is any object with ``predict(batch) -> {name: tensor}`` (a
+    :class:`~crystalrl.data.batch.CrystalBatch` in), or a checkpoint path / registry name
+    loaded in :meth:`setup`. Cells are Niggli-reduced first (``niggli``), as the training
+    data were. Failed structures get the batch's worst reward.
+    """
+
+    name = "predictor"
+
+    def __init__(
+        self,
+        predictor: Any,
+        target_name: str,
+        target_value: float | None = None,
+        clip_min: float | None = None,
+        clip_max: float | None = None,
+        weight: float = 1.0,
+        normalize_fn: str | None = None,
+        eps: float = 1e-4,
+        batch_size: int = 512,
+        niggli: bool = True,
+        name: str | None = None,
+    ):
+        super().__init__(weight, normalize_fn, eps, name)
+        self.predictor = predictor
+        self.niggli = niggli
+        self.target_name = target_name
+        self.target_value = target_value
+        self.clip_min = clip_min
+        self.clip_max = clip_max
+        self.batch_size = batch_size
+        self.device: str | torch.device = "cpu"
+
+    def setup(self, vae: Any = None, device: str | torch.device = "cpu") -> None:
+        self.device = device
+        if isinstance(self.predictor, str):
+            self.predictor = load_predictor(self.predictor, device)
+        if hasattr(self.predictor, "eval"):
+            self.predictor.eval()
+
+    @torch.no_grad()
+    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+        from crystalrl.data.batch import CrystalBatch
+
+        if isinstance(self.predictor, str):
+            self.setup(device=self.device)
+        valid = _valid_mask(structures)
+        good = [s for s in structures if s is not None]
+        if self.niggli:
+            good = [_niggli(s) for s in good]
+        preds = []
+        for i in range(0, len(good), self.batch_size):
+            batch = CrystalBatch.from_structures(good[i : i + self.batch_size], torch.float32)
+            out = self.predictor.predict(batch.to(self.device))
+            preds.append(torch.as_tensor(out[self.target_name]).detach().double().cpu().view(-1))
+        pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.float64)
+        if self.clip_min is not None or self.clip_max is not None:
+            pred = pred.clamp(min=self.clip_min, max=self.clip_max)
+        reward = -((pred - self.target_value) ** 2) if self.target_value is not None else pred
+        return fill_invalid(reward.numpy(), valid)
+
+
+def _niggli(structure):
+    try:
+        return structure.get_reduced_structure()
+    except Exception:  # a degenerate cell: predict on it as it is
+        return structure
+
+
+def load_predictor(path: str, device: str | torch.device = "cpu") -> Any:
+    """A property predictor from a checkpoint path or registry name.
+
+    Delegates to ``crystalrl.predictor.load_predictor``; until that stage exists, pass a
+    predictor object instead.
+    """
+    from crystalrl.hub import resolve
+
+    try:
+        module = importlib.import_module("crystalrl.predictor")
+        loader = module.load_predictor
+    except (ImportError, AttributeError) as exc:
+        raise NotImplementedError(
+            "loading a predictor from a checkpoint needs crystalrl.predictor.load_predictor, "
+            "which this version does not have; pass an object with predict(batch) instead"
+        ) from exc
+    return loader(resolve(path), map_location=str(device))

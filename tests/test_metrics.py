@@ -1,0 +1,302 @@
+"""Reference data, metrics and the evaluate command on real MP-20 rows.
+
+The reference here is the MP-20 rows made only of Al, Cu, Ag, Au, Ni, Pd and Pt, so that
+ASE's EMT potential (milliseconds per structure) stands in for CHGNet; one test runs
+CHGNet itself on three structures against the shipped energy table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from crystalrl.metrics.reference import Reference
+
+ROOT = Path(__file__).resolve().parents[1]
+EMT_ELEMENTS = {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"}
+EMT = {"_target_": "ase.calculators.emt.EMT"}
+HULL = {"relax_steps": 20}
+
+
+def displaced(structure, distance: float, seed: int = 0):
+    """Every atom moved by exactly ``distance`` Å in a random direction."""
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(len(structure), 3))
+    v *= distance / np.linalg.norm(v, axis=1, keepdims=True)
+    s = structure.copy()
+    for i in range(len(s)):
+        s.translate_sites([i], v[i], frac_coords=False, to_unit_cell=True)
+    return s
+
+
+@pytest.fixture(scope="module")
+def emt_dataset(datasets, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("emt_mp20")
+    for split in ("train", "val", "test"):
+        frame = pd.read_csv(datasets / "mp_20" / f"{split}.csv.gz")
+        keep = frame["elements"].map(lambda e: set(eval(e)) <= EMT_ELEMENTS)
+        frame[keep].to_csv(folder / f"{split}.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def emt_reference(emt_dataset) -> Reference:
+    return Reference(emt_dataset, potential=EMT, hull=HULL, progress=False)
+
+
+@pytest.fixture(scope="module")
+def emt_val(emt_dataset):
+    from crystalrl.metrics.structures_io import read_structures
+
+    structures, names = read_structures(emt_dataset / "val.csv")
+    return structures
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_path(tmp_path_factory) -> Path:
+    from crystalrl.vae.module import VAEModule
+
+    torch.manual_seed(0)
+    m = VAEModule(model=dict(d_model=32, encoder_layers=1, decoder_layers=1, nhead=2))
+    path = tmp_path_factory.mktemp("vae") / "tiny.ckpt"
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
+    return path
+
+
+# ---------------------------------------------------------------------- reference
+def test_reference_groups_structures_and_caches_energies(emt_reference, emt_dataset, monkeypatch):
+    from crystalrl.metrics.energy import ASEEnergy
+
+    ref = emt_reference
+    assert len(ref) == sum(len(pd.read_csv(emt_dataset / f"{s}.csv")) for s in ref.split_files)
+    assert len(ref.by_formula["CuAu"]) >= 2  # CuAu occurs in more than one split
+    assert all(s.composition.reduced_formula == "CuAu" for s in ref.structures_with_formula("CuAu"))
+    energies = ref.energies
+    assert np.isfinite(energies).all()
+    # a second reference object over the same files reads the cached table
+    monkeypatch.setattr(ASEEnergy, "energies", lambda *a, **k: pytest.fail("recomputed"))
+    again = Reference(emt_dataset, potential=EMT, hull=HULL, progress=False)
+    assert np.array_equal(again.energies, energies)
+
+
+def test_hull_matches_a_full_phase_diagram_and_covers_new_systems(emt_reference):
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+    from pymatgen.core import Composition
+
+    ref = emt_reference
+    hull = ref.hull
+    # Al and Pt have no pure-element structure in these rows: relaxed prototypes stand in
+    assert hull.elemental["Al"][1] in {"fcc", "bcc", "hcp", "sc", "diamond"}
+    assert hull.elemental["Cu"][1] == "reference"
+    entries = [
+        PDEntry(Composition(c), e * sum(c.values()))
+        for c, e in zip(ref.element_counts(), ref.energies, strict=True)
+    ]
+    entries += [
+        PDEntry(Composition(el), e) for el, (e, src) in hull.elemental.items() if src != "reference"
+    ]
+    full = PhaseDiagram(entries)
+    rng = np.random.default_rng(0)
+    queries = ["CuAu", "Al3Ni", "AgNiPt", "AlCuAgAuNiPdPt", "Pt", "Cu2AuPd"]
+    for formula in queries:
+        comp = Composition(formula)
+        e = full.get_hull_energy_per_atom(comp) + rng.uniform(-0.05, 0.2)
+        expected = full.get_e_above_hull(
+            PDEntry(comp, e * comp.num_atoms), allow_negative=True, check_stable=False
+        )
+        assert hull.e_above_hull(comp, e) == pytest.approx(expected, abs=1e-6), formula
+    e_ref = hull.e_above_hull_many([Composition(c) for c in ref.element_counts()], ref.energies)
+    assert (e_ref >= -1e-6).all() and (np.abs(e_ref) < 1e-6).any()
+    assert np.isnan(hull.e_above_hull(Composition("FeCu"), -3.0))  # Fe is not in the reference
+    assert np.isnan(hull.e_above_hull(Composition("Cu"), float("nan")))
+
+
+def test_shipped_chgnet_table_is_reused_and_matches_chgnet(datasets, tmp_path, monkeypatch):
+    from crystalrl.metrics.energy import CHGNetEnergy
+    from crystalrl.metrics.energy_table import EnergyTable
+
+    frame = pd.read_csv(datasets / "mp_20" / "val.csv.gz", nrows=3)
+    frame.to_csv(tmp_path / "val.csv", index=False)
+    shipped = EnergyTable.load(ROOT / "reference" / "mp_20_chgnet.npz")
+    lookup = dict(zip(shipped.material_id, shipped.energy_per_atom, strict=True))
+    expected = np.array([lookup[m] for m in frame["material_id"]])
+
+    # CHGNet itself agrees with the committed table (cells differ: Niggli vs as written)
+    from pymatgen.core import Structure
+
+    structures = [Structure.from_str(c, fmt="cif") for c in frame["cif"]]
+    computed = CHGNetEnergy(batch_size=3).energies(structures)
+    assert computed == pytest.approx(expected, abs=2e-4)
+
+    monkeypatch.setattr(CHGNetEnergy, "energies", lambda *a, **k: pytest.fail("recomputed"))
+    ref = Reference(tmp_path, progress=False)
+    assert ref.energy_model.key == shipped.potential
+    assert ref.energies == pytest.approx(expected, abs=1e-6)
+
+
+def test_unknown_reference_name_is_an_error_listing_known_ones():
+    from crystalrl.metrics.reference import ReferenceError
+
+    with pytest.raises(ReferenceError, match="mp-20"):
+        Reference("mp-21")
+
+
+# ---------------------------------------------------------------------- metrics
+def test_reference_members_are_not_novel_and_displaced_ones_are(emt_reference, emt_val):
+    from crystalrl.metrics.metrics import Metrics
+
+    val = [s for s in emt_val if len(s) >= 4][:6]  # 2-atom cells move by half as much
+    # StructureMatcher's site tolerance is 0.3 of the free length (V/N)^(1/3) (about 0.8 Å
+    # here): displacements of 0.6 of it make a new structure, 0.05 Å does not
+    far = [displaced(s, 0.6 * (s.volume / len(s)) ** (1 / 3), seed=i) for i, s in enumerate(val)]
+    near = [displaced(s, 0.05, seed=i) for i, s in enumerate(val)]
+    m = Metrics(["novel", "e_above_hull"], reference=emt_reference, num_workers=2)
+    r = m.compute(val + far + near)
+    n = len(val)
+    assert not r["novel"][:n].any()  # they are in the reference
+    assert r["novel"][n : 2 * n].all()
+    assert not r["novel"][2 * n :].any()
+    e = r["e_above_hull"]
+    assert (e[n : 2 * n] > e[:n]).all()
+    assert r["avg_novel"] == pytest.approx(n / (3 * n))
+
+
+def test_unique_first_of_group_and_failed_structures(emt_reference, emt_val):
+    from crystalrl.metrics.metrics import Metrics
+
+    a, b = emt_val[0], emt_val[1]
+    batch = [a, b, a.copy(), None, displaced(a, 0.01), b.copy()]
+    m = Metrics(
+        ["unique", "novel", "e_above_hull", "composition_validity"],
+        reference=emt_reference,
+        num_workers=2,
+    )
+    r = m.compute(batch)
+    assert r["unique"].tolist() == [True, True, False, False, False, False]
+    assert r["novel"][3] == False  # noqa: E712  (numpy bool)
+    assert np.isnan(r["e_above_hull"][3]) and not r["is_metastable"][3]
+    assert not r["composition_validity"][3]
+    assert r["avg_unique"] == pytest.approx(2 / 6)  # failed structures count in the rate
+    assert {"MSUN", "SUN", "is_stable"} <= set(m.metrics)
+    frame = m.to_dataframe()
+    assert len(frame) == 6 and not frame["valid"][3]
+
+
+def test_composition_validity_and_frechet_distance():
+    from pymatgen.core import Composition
+
+    from crystalrl.metrics.diversity import diversity_score, frechet_distance, gaussian_stats
+    from crystalrl.metrics.validity import composition_valid
+
+    assert composition_valid(Composition("NaCl")) and composition_valid(Composition("Fe2O3"))
+    assert not composition_valid(Composition("NaCl2")) and not composition_valid(None)
+    # a = {-1, 1}: mean 0, var 2; b = {-1, 3}: mean 1, var 8 -> FD = 1 + 2 + 8 - 2*4 = 3
+    a, b = torch.tensor([[-1.0], [1.0]]), torch.tensor([[-1.0], [3.0]])
+    assert frechet_distance(gaussian_stats(a), gaussian_stats(b)) == pytest.approx(3.0)
+    assert diversity_score(a, gaussian_stats(b)) == pytest.approx(0.25)
+    assert frechet_distance(gaussian_stats(b), gaussian_stats(b)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_read_structures_from_json_folder_and_csv(emt_val, tmp_path):
+    from crystalrl.metrics.structures_io import read_structures, write_structures_json
+
+    batch = emt_val[:3] + [None]
+    path = write_structures_json(batch, tmp_path / "samples.json.gz")
+    back, names = read_structures(path)
+    assert names == ["0", "1", "2", "3"] and back[3] is None
+    assert all(x == y for x, y in zip(back[:3], batch[:3], strict=True))
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for i, s in enumerate(emt_val[:3]):
+        s.to(filename=str(folder / f"sample_{i + 8}.cif"))
+    (folder / "sample_20.cif").write_text("not a cif")
+    structures, names = read_structures(folder)
+    assert names == ["sample_8", "sample_9", "sample_10", "sample_20"]
+    assert structures[3] is None and structures[0].composition == emt_val[0].composition
+
+
+# ---------------------------------------------------------------------- rewards on real data
+def test_dng_reward_on_a_batch_with_a_failed_structure(emt_reference, emt_val, tiny_vae_path):
+    from crystalrl.rewards import (
+        CompositionDiversityReward,
+        CreativityReward,
+        EnergyReward,
+        ReinforceReward,
+        StructureDiversityReward,
+    )
+    from crystalrl.vae.module import load_vae
+
+    reward = ReinforceReward(
+        [
+            CreativityReward(),
+            EnergyReward(normalize_fn="norm"),
+            StructureDiversityReward(weight=0.1, normalize_fn="norm"),
+            CompositionDiversityReward(normalize_fn="norm"),
+        ],
+        reference_dataset=str(emt_reference.dataset_dir),
+        potential=EMT,
+        num_workers=2,
+        reference_options={"hull": HULL},
+    ).setup(vae=load_vae(str(tiny_vae_path)))
+    batch = [displaced(s, 1.0, seed=i) for i, s in enumerate(emt_val[:5])] + [None]
+    out = reward(batch)
+    assert out.total.shape == (6,) and torch.isfinite(out.total).all()
+    assert out.components["creativity"][-1] == 0.0 and out.components["energy"][-1] == -1.0
+    assert set(out.components) == {
+        "creativity", "energy", "structure_diversity", "composition_diversity"
+    }
+    assert "avg_novel" in out.metrics and "metric/energy" in out.timings
+
+
+# ---------------------------------------------------------------------- commands
+def test_evaluate_command_json(emt_reference, emt_dataset, tiny_vae_path, tmp_path):
+    _ = emt_reference.hull  # build the cache the command will find
+    out_csv = tmp_path / "metrics.csv"
+    cmd = [
+        sys.executable, "-m", "crystalrl.evaluate",
+        f"structure_path={emt_dataset / 'val.csv'}",
+        f"reference_dataset={emt_dataset}",
+        f"output_file={out_csv}",
+        f"vae_ckpt_path={tiny_vae_path}",
+        "potential={_target_: ase.calculators.emt.EMT}",
+        f"hull.relax_steps={HULL['relax_steps']}",
+        "num_workers=2",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "--json",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    n = len(pd.read_csv(emt_dataset / "val.csv"))
+    for key in (
+        "avg_unique", "avg_novel", "avg_is_metastable", "avg_is_stable", "avg_MSUN", "avg_SUN",
+        "avg_composition_validity", "structure_diversity", "composition_diversity",
+    ):  # fmt: skip
+        assert key in summary, key
+    assert summary["num_structures"] == n and summary["avg_novel"] == 0.0
+    assert 0 < summary["structure_diversity"] <= 1
+    frame = pd.read_csv(out_csv)
+    assert len(frame) == n and {"name", "novel", "e_above_hull", "MSUN"} <= set(frame.columns)
+
+
+def test_evaluate_without_a_vae_skips_diversity(emt_reference, emt_val):
+    from crystalrl.evaluate import evaluate_structures
+
+    with pytest.warns(UserWarning, match="diversity"):
+        m = evaluate_structures(
+            emt_val[:3],
+            reference=emt_reference,
+            metrics=["unique", "structure_diversity", "composition_diversity"],
+            vae=None,
+            num_workers=0,
+            progress=False,
+        )
+    assert "structure_diversity" not in m.summary() and "avg_unique" in m.summary()
