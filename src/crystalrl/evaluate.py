@@ -119,13 +119,13 @@ def add_predictions(frame, structures: list, predictor: str, target_name: str, w
     pred = reward.compute(structures).numpy().astype(np.float64)
     valid = np.array([s is not None for s in structures])
     pred[~valid] = np.nan
-    frame[f"predicted_{target_name}"] = pred
-    out: dict[str, float] = {f"avg_predicted_{target_name}": float(np.nanmean(pred))}
+    frame[f"pred_{target_name}"] = pred
+    out: dict[str, float] = {f"avg_pred_{target_name}": float(np.nanmean(pred))}
     if window is not None:
         lo, hi = (float(x) for x in window)
         inside = valid & (pred >= lo) & (pred <= hi)
-        frame["in_target_window"] = inside
-        out["avg_in_target_window"] = float(torch.as_tensor(inside).float().mean())
+        frame["in_window"] = inside
+        out["avg_in_window"] = float(torch.as_tensor(inside).float().mean())
     return out
 
 
@@ -153,7 +153,7 @@ def print_summary(summary: dict, title: str) -> None:
                 text = f"{v:.4f}"
             table.add_row(label, text)
     for key in sorted(summary):
-        if key.startswith("avg_predicted") or key == "avg_in_target_window":
+        if key.startswith("avg_pred_") or key == "avg_in_window":
             table.add_row(key, f"{summary[key]:.4f}")
     counts = f"{summary['num_structures']} ({summary['num_valid_structures']})"
     table.add_row("structures (valid)", counts)
