@@ -1,0 +1,47 @@
+"""A stopped training run resumes from its last checkpoint when the same command is rerun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+
+
+def _train_vae(tmp_path, max_steps: int) -> str:
+    cmd = [
+        sys.executable,
+        "-m",
+        "crystalrl.train_vae",
+        "data=perov_5",
+        "data.limit_train=64",
+        "data.limit_eval=32",
+        "data.batch_size=16",
+        "vae_module.model.d_model=16",
+        "vae_module.model.encoder_layers=1",
+        "vae_module.model.decoder_layers=1",
+        "vae_module.model.nhead=2",
+        "trainer.max_epochs=-1",
+        f"trainer.max_steps={max_steps}",
+        "logger=csv",
+        f"paths.log_dir={tmp_path}",
+        "run_name=resume_test",
+        "callbacks.progress_bar=null",
+        "num_threads=1",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_rerunning_the_same_command_resumes(tmp_path):
+    first = _train_vae(tmp_path, 8)
+    assert "Resuming" not in first
+    last = tmp_path / "train_vae" / "resume_test" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 8
+    second = _train_vae(tmp_path, 12)
+    assert f"Resuming from {last}" in second
+    assert torch.load(last, weights_only=False)["global_step"] == 12
+    # metrics of both pieces are kept (one CSV version each)
+    assert len(list((tmp_path / "train_vae" / "resume_test" / "csv").glob("version_*"))) == 2
