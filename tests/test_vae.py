@@ -39,7 +39,7 @@ def test_trained_tiny_model_reproduces_a_training_structure(perov_batch, tmp_pat
         }
     )
     module = VAEModule(model=dict(d_model=64, encoder_layers=2, decoder_layers=2, nhead=4))
-    _train(module, first, 400)
+    _train(module, first, 200, lr=3e-3)
     module.eval()
     # through an exported half-precision checkpoint, as shipped models are
     ckpt = tmp_path / "lightning.ckpt"
