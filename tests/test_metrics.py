@@ -300,3 +300,18 @@ def test_evaluate_without_a_vae_skips_diversity(emt_reference, emt_val):
             progress=False,
         )
     assert "structure_diversity" not in m.summary() and "avg_unique" in m.summary()
+
+
+def test_structure_validity_distances_and_volume():
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.metrics.validity import structure_valid
+
+    good = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert structure_valid(good)
+    close = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.1, 0, 0]])  # 0.4 Å
+    assert not structure_valid(close)
+    # periodic images count: a 0.45 Å cell edge puts an atom 0.45 Å from its own image
+    assert not structure_valid(Structure(Lattice.tetragonal(0.45, 5.0), ["H"], [[0, 0, 0]]))
+    assert structure_valid(Structure(Lattice.tetragonal(2.0, 5.0), ["H"], [[0, 0, 0]]))
+    assert not structure_valid(None)

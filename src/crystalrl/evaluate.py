@@ -34,6 +34,7 @@ SUMMARY_ROWS = (
     ("avg_is_stable", "stable (E_hull ≤ 0)"),
     ("avg_MSUN", "MSUN"),
     ("avg_SUN", "SUN"),
+    ("avg_structure_validity", "valid structure (distances > 0.5 Å, volume > 0.1 Å³)"),
     ("avg_composition_validity", "valid composition (SMACT)"),
     ("structure_diversity", "structure diversity"),
     ("composition_diversity", "composition diversity"),

@@ -359,6 +359,13 @@ def _composition_validity(m: Metrics) -> np.ndarray:
     return np.array([composition_valid(s) for s in m.structures], dtype=bool)
 
 
+@register_metric("structure_validity")
+def _structure_validity(m: Metrics) -> np.ndarray:
+    from crystalrl.metrics.validity import structure_valid
+
+    return np.array([structure_valid(s) for s in m.structures], dtype=bool)
+
+
 # the reference features are loaded with it: whoever needs features compares them with those
 @register_metric("features", uses=("vae", "features"), column=False)
 def _features(m: Metrics) -> dict:

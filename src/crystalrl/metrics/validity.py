@@ -1,4 +1,4 @@
-"""Composition validity: charge neutrality and electronegativity ordering (SMACT).
+"""Validity of generated crystals: structural (distances, volume) and compositional (SMACT).
 
 Uses the ICSD 2024 oxidation-state set, as the benchmarks we compare with do. SMACT
 enumerates oxidation-state combinations, which can be slow for large stoichiometries,
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
+
+import numpy as np
 
 
 @lru_cache(maxsize=65536)
@@ -36,3 +38,22 @@ def composition_valid(structure_or_composition) -> bool:
     except Exception:
         return False
     return _valid_formula(formula)
+
+
+def structure_valid(structure, min_distance: float = 0.5, min_volume: float = 0.1) -> bool:
+    """CDVAE's structural validity: every interatomic distance (periodic images included)
+    above ``min_distance`` Å and a cell volume above ``min_volume`` Å³."""
+    if structure is None:
+        return False
+    try:
+        if not structure.volume > min_volume:
+            return False
+        if len(structure) == 1:
+            # a single atom only meets its own images: the shortest lattice vector
+            return bool(min(structure.lattice.abc) > min_distance)
+        dist = structure.distance_matrix
+    except Exception:
+        return False
+    n = len(structure)
+    off_diagonal = dist[~np.eye(n, dtype=bool)]
+    return bool(off_diagonal.min() > min_distance)
