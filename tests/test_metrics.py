@@ -251,7 +251,10 @@ def test_dng_reward_on_a_batch_with_a_failed_structure(emt_reference, emt_val, t
     assert out.total.shape == (6,) and torch.isfinite(out.total).all()
     assert out.components["creativity"][-1] == 0.0 and out.components["energy"][-1] == -1.0
     assert set(out.components) == {
-        "creativity", "energy", "structure_diversity", "composition_diversity"
+        "creativity",
+        "energy",
+        "structure_diversity",
+        "composition_diversity",
     }
     assert "avg_novel" in out.metrics and "metric/energy" in out.timings
 
@@ -315,3 +318,36 @@ def test_structure_validity_distances_and_volume():
     assert not structure_valid(Structure(Lattice.tetragonal(0.45, 5.0), ["H"], [[0, 0, 0]]))
     assert structure_valid(Structure(Lattice.tetragonal(2.0, 5.0), ["H"], [[0, 0, 0]]))
     assert not structure_valid(None)
+    # with several atoms the self-image distance hides in the shortest lattice vector of a
+    # sheared cell: a 0.3 Å vector c = (0.3, 0, 0) disguised as (4.3, 0, 0.1) - (4, 0, 0.1)
+    sheared = Lattice([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [4.3, 0.0, 0.1]])
+    two = Structure(sheared, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert min(two.lattice.abc) > 0.5 and not structure_valid(two)
+
+
+def test_many_element_formula_is_invalid_without_enumeration():
+    import time
+
+    from pymatgen.core import Composition
+
+    from crystalrl.metrics.validity import MAX_SMACT_ELEMENTS, composition_valid
+
+    # 12 elements: SMACT's oxidation-state enumeration would take minutes and gigabytes
+    formula = Composition("LiNaKRbCsMgCaSrBaFClBrI2O3")
+    assert len(formula.elements) > MAX_SMACT_ELEMENTS
+    start = time.perf_counter()
+    assert not composition_valid(formula)
+    assert time.perf_counter() - start < 5.0
+    assert composition_valid(Composition("Li2NaKMgCaSrO5"))  # 7 elements are still checked
+
+
+def test_structurally_invalid_cells_get_no_energy(emt_reference, emt_val):
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.metrics.metrics import Metrics
+
+    collapsed = Structure(Lattice.cubic(0.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    m = Metrics(["e_above_hull"], reference=emt_reference, num_workers=1)
+    r = m.compute([emt_val[0], collapsed])
+    assert np.isfinite(r["energy"][0]) and np.isnan(r["energy"][1])
+    assert r["structure_validity"].tolist() == [True, False] and not r["is_metastable"][1]

@@ -250,9 +250,7 @@ def test_aggregator_weights_and_normalises_each_component(val_structures):
     # no reference is needed (or loaded) when no component uses metrics
     reward = ReinforceReward([a, b], normalize_fn="std", reference_dataset="no-such-dataset")
     out = reward.setup()(s)
-    expected = 2.0 * torch.tensor([1.0, 2.0, 3.0, 4.0]) + 0.5 * torch.tensor(
-        [1.0, 0.0, 0.5, 0.5]
-    )
+    expected = 2.0 * torch.tensor([1.0, 2.0, 3.0, 4.0]) + 0.5 * torch.tensor([1.0, 0.0, 0.5, 0.5])
     assert torch.allclose(out.total, expected, atol=1e-3)
     assert set(out.components) == {"a", "custom"}
     assert torch.equal(out.components["custom"], torch.tensor([10.0, 0.0, 5.0, 5.0]))

@@ -306,10 +306,15 @@ def _novel(m: Metrics) -> np.ndarray:
     )
 
 
-@register_metric("energy", uses=("energy_model",))
+@register_metric("energy", needs=("structure_validity",), uses=("energy_model",))
 def _energy(m: Metrics) -> np.ndarray:
-    """Energy per atom from the reference's potential (the hull's own)."""
-    valid = m.valid
+    """Energy per atom from the reference's potential (the hull's own).
+
+    Structurally invalid cells (overlapping atoms, collapsed volume) get NaN without being
+    passed to the potential: a collapsed cell has so many neighbours within the cutoff
+    that building its graph can take minutes and gigabytes.
+    """
+    valid = m.valid & m.results["structure_validity"]
     out = np.full(len(m.structures), np.nan)
     idx = np.flatnonzero(valid)
     if len(idx):

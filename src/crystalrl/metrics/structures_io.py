@@ -38,9 +38,7 @@ def _from_dict(d):
         return None
 
 
-def read_structures(
-    path: str | os.PathLike, limit: int | None = None
-) -> tuple[list, list[str]]:
+def read_structures(path: str | os.PathLike, limit: int | None = None) -> tuple[list, list[str]]:
     """Structures (``None`` where unreadable) and a name for each.
 
     ``path`` is a folder of ``*.cif`` files (natural order of file names), a ``.json`` or
