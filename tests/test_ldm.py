@@ -116,3 +116,22 @@ def test_exported_checkpoint_loads_and_samples(ldm, tmp_path):
     assert set(counts.tolist()) <= {3, 5}  # the stored distribution of the VAE fixture
     batch, _ = loaded.generate(counts, loaded.make_sampler("ddim", 5, 0.0))
     assert len(batch.to_structures()) == 6
+
+
+def test_export_pairs_the_denoiser_with_a_finetuned_decoder_only(ldm, tiny_vae_ckpt, tmp_path):
+    from crystalrl.vae.module import load_vae
+
+    ckpt = tmp_path / "ldm.ckpt"
+    torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": dict(ldm.hparams)}, ckpt)
+    vae = load_vae(tiny_vae_ckpt)
+    with torch.no_grad():
+        vae.vae.coord_head.weight.add_(1.0)  # a "fine-tuned" decoder
+    decoder = tmp_path / "decoder.ckpt"
+    torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams)}, decoder)
+    loaded = load_ldm(export_ldm(str(ckpt), str(tmp_path / "paired.ckpt"), vae=str(decoder)))
+    assert torch.allclose(loaded.vae.vae.coord_head.weight, vae.vae.coord_head.weight, atol=1e-2)
+    with torch.no_grad():
+        vae.vae.to_posterior.weight.add_(1.0)  # a different latent space
+    torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams)}, decoder)
+    with pytest.raises(ValueError, match="encoder differs"):
+        export_ldm(str(ckpt), str(tmp_path / "bad.ckpt"), vae=str(decoder))

@@ -20,6 +20,11 @@ def main(cfg: DictConfig) -> dict:
     module = hydra.utils.instantiate(
         cfg.vae_module, num_atoms_distribution=datamodule.num_atoms_distribution(), _convert_="all"
     )
+    if cfg.get("init_weights"):  # a resumed run then overwrites these with its own
+        from crystalrl.vae.module import load_vae
+
+        module.load_state_dict(load_vae(cfg.init_weights).state_dict())
+        print(f"Initialised from {cfg.init_weights}")
     result = fit(cfg, module, datamodule)
     if cfg.get("export_path"):
         src = result["best_ckpt"] or result["last_ckpt"]

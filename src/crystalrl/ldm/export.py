@@ -1,13 +1,25 @@
-"""Shippable LDM checkpoints: EMA weights as the denoiser, half precision, no optimizer."""
+"""Shippable LDM checkpoints: EMA weights as the denoiser, half precision, no optimizer.
+
+``python -m crystalrl.ldm.export SRC DST [--vae VAE_CKPT] [--fp32]``
+
+``--vae`` pairs the denoiser with another VAE's decoder. Only the decoder may differ: the
+denoiser was trained on the encoder's latents, so a VAE with a different encoder is
+refused (a decoder fine-tuned with ``vae_module.freeze_encoder=true`` keeps it).
+"""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
 
+from crystalrl.vae.module import ENCODER_PARTS
 
-def export_ldm(src: str, dst: str, half: bool = True, use_ema: bool = True) -> str:
+
+def export_ldm(
+    src: str, dst: str, half: bool = True, use_ema: bool = True, vae: str | None = None
+) -> str:
     """Write the weights generation uses (EMA if present) and the hyper-parameters.
 
     The training copy of the denoiser and the optimizer state are dropped: they are only
@@ -15,10 +27,12 @@ def export_ldm(src: str, dst: str, half: bool = True, use_ema: bool = True) -> s
     """
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     state = ckpt["state_dict"]
-    hparams = ckpt["hyper_parameters"]
+    hparams = dict(ckpt["hyper_parameters"])
     if "ldm_hyper_parameters" in ckpt:  # an RL run: keep only the LDM it trained
         state = {k[4:]: v for k, v in state.items() if k.startswith("ldm.")}
-        hparams = ckpt["ldm_hyper_parameters"]
+        hparams = dict(ckpt["ldm_hyper_parameters"])
+    if vae is not None:
+        state, hparams = _swap_decoder(state, hparams, vae, src)
     ema = {k[len("ema.module.") :]: v for k, v in state.items() if k.startswith("ema.module.")}
     out = {}
     for k, v in state.items():
@@ -28,5 +42,41 @@ def export_ldm(src: str, dst: str, half: bool = True, use_ema: bool = True) -> s
             v = ema[k[len("denoiser.") :]]
         out[k] = v.half() if half and v.is_floating_point() and v.dim() > 0 else v
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": out, "hyper_parameters": dict(hparams)}, dst)
+    torch.save({"state_dict": out, "hyper_parameters": hparams}, dst)
     return dst
+
+
+def _swap_decoder(state: dict, hparams: dict, vae_path: str, src: str) -> tuple[dict, dict]:
+    new = torch.load(vae_path, map_location="cpu", weights_only=False)
+    new_state = {"vae." + k: v for k, v in new["state_dict"].items()}
+    for k, v in new_state.items():
+        part = k.split(".")[2]
+        if part in ENCODER_PARTS:
+            old = state.get(k)
+            if old is None or not torch.allclose(old.float(), v.float(), atol=1e-3):
+                raise ValueError(
+                    f"{vae_path}: its encoder differs from the one {src} was trained on "
+                    f"(first difference: {k}); only a decoder fine-tuned with a frozen "
+                    "encoder can be paired with this denoiser"
+                )
+    state = {k: v for k, v in state.items() if not k.startswith("vae.")}
+    state.update(new_state)
+    vae_hparams = dict(new["hyper_parameters"])
+    vae_hparams.pop("num_atoms_distribution", None)
+    hparams["vae_hparams"] = {**hparams.get("vae_hparams", {}), **vae_hparams}
+    return state, hparams
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m crystalrl.ldm.export", description=__doc__)
+    parser.add_argument("src", help="an LDM or RL checkpoint (Lightning or exported)")
+    parser.add_argument("dst")
+    parser.add_argument("--vae", help="take the decoder from this VAE checkpoint")
+    parser.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    args = parser.parse_args(argv)
+    export_ldm(args.src, args.dst, half=not args.fp32, vae=args.vae)
+    print(f"Wrote {args.dst}")
+
+
+if __name__ == "__main__":
+    main()
