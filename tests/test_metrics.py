@@ -351,3 +351,14 @@ def test_structurally_invalid_cells_get_no_energy(emt_reference, emt_val):
     r = m.compute([emt_val[0], collapsed])
     assert np.isfinite(r["energy"][0]) and np.isnan(r["energy"][1])
     assert r["structure_validity"].tolist() == [True, False] and not r["is_metastable"][1]
+
+
+def test_atomic_density_metric_needs_no_reference():
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.metrics.metrics import Metrics
+
+    nacl = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    r = Metrics(["atomic_density"], reference=None).compute([nacl, None])
+    assert r["atomic_density"][0] == pytest.approx(2 / 64) and np.isnan(r["atomic_density"][1])
+    assert r["avg_atomic_density"] == pytest.approx(2 / 64)

@@ -39,6 +39,7 @@ SUMMARY_ROWS = (
     ("structure_diversity", "structure diversity"),
     ("composition_diversity", "composition diversity"),
     ("avg_e_above_hull", "mean E_hull (eV/atom)"),
+    ("avg_atomic_density", "mean atomic density (atoms/Å³)"),
 )
 
 
@@ -148,7 +149,7 @@ def print_summary(summary: dict, title: str) -> None:
             v = summary[key]
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 text = "n/a"
-            elif key.startswith("avg_") and key != "avg_e_above_hull":
+            elif key.startswith("avg_") and key not in ("avg_e_above_hull", "avg_atomic_density"):
                 text = f"{100 * v:.1f} %"
             else:
                 text = f"{v:.4f}"

@@ -371,6 +371,18 @@ def _structure_validity(m: Metrics) -> np.ndarray:
     return np.array([structure_valid(s) for s in m.structures], dtype=bool)
 
 
+@register_metric("atomic_density")
+def _atomic_density(m: Metrics) -> np.ndarray:
+    """Atoms per Å³ (NaN for failed structures): the objective of ``rl_custom_reward``."""
+    from crystalrl.rewards.functions import atomic_density
+
+    out = np.full(len(m.structures), np.nan)
+    idx = np.flatnonzero(m.valid)
+    if len(idx):
+        out[idx] = atomic_density([m.structures[i] for i in idx])
+    return out
+
+
 # the reference features are loaded with it: whoever needs features compares them with those
 @register_metric("features", uses=("vae", "features"), column=False)
 def _features(m: Metrics) -> dict:
