@@ -341,16 +341,23 @@ def test_many_element_formula_is_invalid_without_enumeration():
     assert composition_valid(Composition("Li2NaKMgCaSrO5"))  # 7 elements are still checked
 
 
-def test_structurally_invalid_cells_get_no_energy(emt_reference, emt_val):
+def test_collapsed_cells_get_no_energy(emt_reference, emt_val):
     from pymatgen.core import Lattice, Structure
 
     from crystalrl.metrics.metrics import Metrics
+    from crystalrl.metrics.validity import cell_collapsed
 
     collapsed = Structure(Lattice.cubic(0.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    overlapping = emt_val[0].copy()  # two atoms 0.3 Å apart in a cell of normal size
+    overlapping.replace(
+        1, overlapping[1].species, overlapping[0].coords + [0.3, 0, 0], coords_are_cartesian=True
+    )
+    assert cell_collapsed(collapsed) and not cell_collapsed(overlapping)
     m = Metrics(["e_above_hull"], reference=emt_reference, num_workers=1)
-    r = m.compute([emt_val[0], collapsed])
+    r = m.compute([emt_val[0], collapsed, overlapping])
     assert np.isfinite(r["energy"][0]) and np.isnan(r["energy"][1])
-    assert r["structure_validity"].tolist() == [True, False] and not r["is_metastable"][1]
+    assert r["e_above_hull"][2] > r["e_above_hull"][0]  # evaluated, and high
+    assert not r["is_metastable"][1]
 
 
 def test_atomic_density_metric_needs_no_reference():

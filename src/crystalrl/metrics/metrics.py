@@ -306,15 +306,17 @@ def _novel(m: Metrics) -> np.ndarray:
     )
 
 
-@register_metric("energy", needs=("structure_validity",), uses=("energy_model",))
+@register_metric("energy", uses=("energy_model",))
 def _energy(m: Metrics) -> np.ndarray:
     """Energy per atom from the reference's potential (the hull's own).
 
-    Structurally invalid cells (overlapping atoms, collapsed volume) get NaN without being
-    passed to the potential: a collapsed cell has so many neighbours within the cutoff
-    that building its graph can take minutes and gigabytes.
+    Collapsed cells get NaN without being passed to the potential (see
+    :func:`~crystalrl.metrics.validity.cell_collapsed`); overlapping atoms in a cell of
+    normal size are evaluated, and their high energy is what tells the RL stage apart.
     """
-    valid = m.valid & m.results["structure_validity"]
+    from crystalrl.metrics.validity import cell_collapsed
+
+    valid = np.array([not cell_collapsed(s) for s in m.structures], dtype=bool)
     out = np.full(len(m.structures), np.nan)
     idx = np.flatnonzero(valid)
     if len(idx):

@@ -50,6 +50,23 @@ def composition_valid(structure_or_composition) -> bool:
     return _valid_formula(formula)
 
 
+def cell_collapsed(
+    structure, min_volume_per_atom: float = 1.0, min_lattice_vector: float = 0.5
+) -> bool:
+    """A cell too small for a potential: under ``min_volume_per_atom`` Å³ per atom (the
+    densest crystals have about 5) or with a lattice vector under ``min_lattice_vector`` Å.
+    Such cells put thousands of images inside a potential's cutoff, so building their
+    graph takes minutes and gigabytes; ``None`` counts as collapsed."""
+    if structure is None:
+        return True
+    try:
+        if not structure.volume / len(structure) >= min_volume_per_atom:
+            return True
+        return not min(structure.lattice.get_lll_reduced_lattice().abc) >= min_lattice_vector
+    except Exception:
+        return True
+
+
 def structure_valid(structure, min_distance: float = 0.5, min_volume: float = 0.1) -> bool:
     """CDVAE's structural validity: every interatomic distance (periodic images included)
     above ``min_distance`` Å and a cell volume above ``min_volume`` Å³.
