@@ -212,6 +212,8 @@ def test_read_structures_from_json_folder_and_csv(emt_val, tmp_path):
     path = write_structures_json(batch, tmp_path / "samples.json.gz")
     back, names = read_structures(path)
     assert names == ["0", "1", "2", "3"] and back[3] is None
+    (tmp_path / "0.cif").write_text(batch[0].to(fmt="cif"))
+    assert len(read_structures(tmp_path)[0]) == 4  # a sampler's folder: its JSON, failures too
     assert all(x == y for x, y in zip(back[:3], batch[:3], strict=True))
     folder = tmp_path / "cifs"
     folder.mkdir()

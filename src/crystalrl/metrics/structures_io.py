@@ -41,11 +41,16 @@ def _from_dict(d):
 def read_structures(path: str | os.PathLike, limit: int | None = None) -> tuple[list, list[str]]:
     """Structures (``None`` where unreadable) and a name for each.
 
-    ``path`` is a folder of ``*.cif`` files (natural order of file names), a ``.json`` or
+    ``path`` is a folder written by ``crystalrl.sample`` (its ``samples.json.gz`` is read),
+    a folder of ``*.cif`` files (natural order of file names), a ``.json`` or
     ``.json.gz`` file holding a list of pymatgen ``Structure.as_dict()`` (what the sampler
     writes), or a ``.csv``/``.csv.gz`` file with a ``cif`` column (the dataset layout).
     """
     path = Path(path).expanduser()
+    if path.is_dir() and (path / "samples.json.gz").is_file():
+        # the sampler's own record keeps failed decodes (as None), the CIFs do not: rates
+        # must count them
+        path = path / "samples.json.gz"
     if path.is_dir():
         files = sorted(path.glob("*.cif"), key=lambda p: _natural_key(p.name))
         if not files:
