@@ -277,3 +277,13 @@ def test_reward_configs_instantiate_with_the_documented_names():
     assert dng.required_metrics == ["unique", "novel", "e_above_hull", "features"]
     density = instantiate(OmegaConf.load(ROOT / "configs" / "reward_fn" / "atomic_density.yaml"))
     assert density.names == ["custom"] and density.required_metrics == []
+
+
+def test_valid_atomic_density_gives_overlapping_atoms_nothing():
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.rewards.functions import valid_atomic_density
+
+    good = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    collapsed = Structure(Lattice.cubic(0.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert valid_atomic_density([good, collapsed]) == pytest.approx([2 / 64, 0.0])

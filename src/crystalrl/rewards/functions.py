@@ -12,3 +12,15 @@ from collections.abc import Sequence
 def atomic_density(structures: Sequence) -> list[float]:
     """Atoms per Å³: rewards denser packing (the atomic-density tutorial's objective)."""
     return [len(s) / s.lattice.volume for s in structures]
+
+
+def valid_atomic_density(structures: Sequence) -> list[float]:
+    """Atoms per Å³ of structurally valid crystals (every distance > 0.5 Å), 0 otherwise.
+
+    Plain density is maximised by collapsing the cell: within 60 GRPO steps at lr 1e-4
+    the mean density of ``mp_20_ldm_base`` samples went from 0.05 to 55 atoms/Å³, atoms on
+    top of each other. Zero reward for overlapping atoms closes that shortcut.
+    """
+    from crystalrl.metrics.validity import structure_valid
+
+    return [len(s) / s.lattice.volume if structure_valid(s) else 0.0 for s in structures]
