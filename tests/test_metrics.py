@@ -371,3 +371,18 @@ def test_atomic_density_metric_needs_no_reference():
     r = Metrics(["atomic_density"], reference=None).compute([nacl, None])
     assert r["atomic_density"][0] == pytest.approx(2 / 64) and np.isnan(r["atomic_density"][1])
     assert r["avg_atomic_density"] == pytest.approx(2 / 64)
+
+
+def test_worker_pool_finishes_under_a_parent_that_ignores_sigterm():
+    """A training process (Lightning) handles SIGTERM without exiting; forked matcher
+    workers must not inherit that, or terminating their pool hangs the RL step."""
+    import subprocess
+    import sys
+
+    code = (
+        "import signal; signal.signal(signal.SIGTERM, lambda *a: None)\n"
+        "from crystalrl.metrics.parallel import map_with_timeout\n"
+        "print(map_with_timeout(abs, [-1, -2, -3], num_workers=2))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[1, 2, 3]"

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def _default_signals() -> None:
+    """Forked workers inherit the parent's SIGTERM handler; Lightning's only records the
+    signal, so ``Pool.terminate`` would wait forever for workers that never exit."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def map_with_timeout(
@@ -38,7 +45,7 @@ def map_with_timeout(
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     start = 0
     while start < len(items):
-        pool = ctx.Pool(num_workers)
+        pool = ctx.Pool(num_workers, initializer=_default_signals)
         pending = [(i, pool.apply_async(fn, (items[i],))) for i in range(start, len(items))]
         start = len(items)
         try:
