@@ -5,6 +5,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup_venv.sh
 export CRYSTALRL_DATA_DIR="${CRYSTALRL_DATA_DIR:-$root/../shared/datasets}"
-# Until the RL stage ships, the main job is the best stage there is: reconstruct MP-20
-# test crystals with the shipped VAE and report the StructureMatcher match rate.
-.venv/bin/python -m crystalrl.evaluate_vae vae_ckpt_path='${hub:mp_20_vae}' split=test num_structures=200 "$@"
+# The main job: GRPO fine-tuning of the shipped mp_20_ldm_base toward a user reward
+# (atomic density of valid crystals; needs no reference data), a few minutes on 2 cores.
+# Extra arguments are Hydra overrides, e.g. scripts/run.sh trainer.max_steps=20
+.venv/bin/python -m crystalrl.train_rl experiment=rl_custom_reward "$@"
