@@ -15,10 +15,17 @@ from pathlib import Path
 import pandas as pd
 
 
+def _version_order(path: Path) -> tuple:
+    """version_10 after version_9, so a resumed piece's rows win for a repeated step."""
+    name = path.parent.name
+    number = name.rsplit("_", 1)[-1]
+    return (str(path.parent.parent), int(number) if number.isdigit() else -1, name)
+
+
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     """All CSV-logged rows of a run, resumed pieces concatenated, one row per step."""
-    files = sorted(Path(run_dir).glob("csv/**/metrics.csv")) or sorted(
-        Path(run_dir).glob("**/metrics.csv")
+    files = sorted(Path(run_dir).glob("csv/**/metrics.csv"), key=_version_order) or sorted(
+        Path(run_dir).glob("**/metrics.csv"), key=_version_order
     )
     if not files:
         raise FileNotFoundError(f"no metrics.csv under {run_dir} (was the CSV logger enabled?)")
