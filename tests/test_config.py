@@ -55,3 +55,18 @@ def test_hub_resolver_in_a_config_names_the_known_checkpoints():
     cfg = OmegaConf.create({"ckpt": "${hub:no_such_model}"})
     with pytest.raises(InterpolationResolutionError, match="no_such_model.*Known checkpoints"):
         _ = cfg.ckpt
+
+
+def test_band_gap_experiment_builds_its_three_reward_components(monkeypatch, tmp_path):
+    from hydra.utils import instantiate
+
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    cfg = _compose("train_rl", ["experiment=mp_bandgap/rl_bandgap_cpu"])
+    reward = instantiate(cfg.rl_module.reward_fn)
+    assert reward.names == ["band_gap", "energy", "composition_diversity"]
+    band_gap = reward.components[0]
+    assert (band_gap.target_value, band_gap.clip_min) == (3.0, 0.0)
+    assert Path(band_gap.predictor).name == "mp_bandgap_predictor.ckpt"
+    assert [c.weight for c in reward.components] == [1.0, 1.0, 0.5]
+    assert cfg.rl_module.rl_configs.num_group_samples == 32
+    assert cfg.export_path.endswith("mp_bandgap_ldm_rl.ckpt")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import hydra
 from omegaconf import DictConfig
 
@@ -18,6 +20,8 @@ def main(cfg: DictConfig) -> dict:
     from crystalrl.training import fit, setup_run
 
     setup_run(cfg)
+    # RLModule.train keeps the LDM in eval mode on purpose (see there)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     datamodule = hydra.utils.instantiate(cfg.data)
     module = hydra.utils.instantiate(cfg.rl_module, _convert_="all")
     result = fit(cfg, module, datamodule)

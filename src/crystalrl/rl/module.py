@@ -100,8 +100,12 @@ class RLModule(L.LightningModule):
             self.reward_fn.setup(vae=self.ldm.vae, device="cpu")
 
     def train(self, mode: bool = True):
+        """The whole LDM stays in eval mode, also while training: the probability ratio of
+        GRPO needs the update to evaluate the same function as the rollout did, and the
+        denoiser's only train-time behaviour (classifier-free condition dropout) would
+        change it. Gradients flow in eval mode all the same."""
         super().train(mode)
-        self.ldm.vae.eval()
+        self.ldm.eval()
         return self
 
     def configure_optimizers(self):
