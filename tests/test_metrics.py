@@ -28,13 +28,7 @@ HULL = {"relax_steps": 20}
 
 def displaced(structure, distance: float, seed: int = 0):
     """Every atom moved by exactly ``distance`` Å in a random direction."""
-    rng = np.random.default_rng(seed)
-    v = rng.normal(size=(len(structure), 3))
-    v *= distance / np.linalg.norm(v, axis=1, keepdims=True)
-    s = structure.copy()
-    for i in range(len(s)):
-        s.translate_sites([i], v[i], frac_coords=False, to_unit_cell=True)
-    return s
+    return structure.copy().perturb(distance, min_distance=None, seed=seed)
 
 
 @pytest.fixture(scope="module")
