@@ -139,3 +139,32 @@ def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
     again = load_ldm(str(tmp_path / "rl.ckpt"))
     for a, b in zip(again.denoiser.parameters(), rl.ldm.denoiser.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_rl_refuses_a_vae_from_another_latent_space(tiny_vae_ckpt, tmp_path):
+    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.module import LDMModule
+    from crystalrl.rl.module import RLModule
+    from crystalrl.vae.module import VAEModule, load_vae, same_latent_space
+
+    torch.manual_seed(0)
+    ldm = LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
+    )
+    raw = tmp_path / "ldm.ckpt"
+    torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": dict(ldm.hparams)}, raw)
+    ldm_path = export_ldm(str(raw), str(tmp_path / "ldm_small.ckpt"), half=False)
+    vae = load_vae(tiny_vae_ckpt)
+    # a decoder fine-tuned on a frozen encoder keeps the latent space; a new encoder does not
+    decoder_tuned = load_vae(tiny_vae_ckpt)
+    torch.nn.init.normal_(next(decoder_tuned.vae.decoder.parameters()), std=0.1)
+    assert same_latent_space(vae, decoder_tuned)
+    other = VAEModule(**{k: v for k, v in vae.hparams.items()})
+    assert not same_latent_space(vae, other)
+    other_path = tmp_path / "other_vae.ckpt"
+    torch.save(
+        {"state_dict": other.state_dict(), "hyper_parameters": dict(other.hparams)}, other_path
+    )
+    RLModule(ldm_ckpt_path=ldm_path, vae_ckpt_path=tiny_vae_ckpt)  # its own VAE: accepted
+    with pytest.raises(ValueError, match="other_vae.ckpt encodes into a different latent space"):
+        RLModule(ldm_ckpt_path=ldm_path, vae_ckpt_path=str(other_path))

@@ -135,3 +135,56 @@ def test_export_pairs_the_denoiser_with_a_finetuned_decoder_only(ldm, tiny_vae_c
     torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams)}, decoder)
     with pytest.raises(ValueError, match="encoder differs"):
         export_ldm(str(ckpt), str(tmp_path / "bad.ckpt"), vae=str(decoder))
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_low_noise_fraction_draws_timesteps_below_the_limit(tiny_vae_ckpt, perov_batch):
+    torch.manual_seed(0)
+    ldm = LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt,
+        denoiser=dict(hidden_size=32, depth=1, num_heads=2),
+        low_noise_fraction=1.0,
+        low_noise_max_t=10,
+    )
+    seen = []
+    losses = ldm.diffusion.training_losses
+    ldm.diffusion.training_losses = lambda fn, z0, mask, t: (
+        seen.append(t) or losses(fn, z0, mask, t)
+    )
+    for _ in range(5):
+        ldm.training_step(perov_batch, 0)
+    t = torch.cat(seen)
+    assert t.max() < 10 and len(t.unique()) > 1
+
+
+def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    torch.manual_seed(0)
+    src = LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
+    )
+    torch.nn.init.normal_(src.denoiser.final_layer.linear.weight, std=0.1)
+    src.latent_std.fill_(0.37)
+    src.ema.module.load_state_dict(src.denoiser.state_dict())
+    raw = tmp_path / "src.ckpt"
+    torch.save({"state_dict": src.state_dict(), "hyper_parameters": dict(src.hparams)}, raw)
+    init = export_ldm(str(raw), str(tmp_path / "init.ckpt"), half=False)
+    out = tmp_path / "out.ckpt"
+    cmd = [
+        sys.executable, "-m", "crystalrl.train_ldm", "data=perov_5", "data.limit_train=32",
+        "data.limit_eval=16", "data.batch_size=16", f"ldm_module.vae_ckpt_path={tiny_vae_ckpt}",
+        "ldm_module.denoiser.hidden_size=32", "ldm_module.denoiser.depth=1",
+        "ldm_module.denoiser.num_heads=2", "ldm_module.lr=0.0", "trainer.max_steps=1",
+        "trainer.max_epochs=-1", "logger=csv", f"paths.log_dir={tmp_path}", "num_threads=1",
+        "callbacks.progress_bar=null", f"init_weights={init}", f"export_path={out}",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Initialised from {init}" in done.stdout
+    again = load_ldm(str(out))
+    assert float(again.latent_std) == pytest.approx(0.37)  # not re-measured on the new data
+    w = again.denoiser.final_layer.linear.weight
+    assert torch.allclose(w, src.denoiser.final_layer.linear.weight, atol=1e-3)

@@ -21,6 +21,17 @@ def main(cfg: DictConfig) -> dict:
     module = hydra.utils.instantiate(
         cfg.ldm_module, num_atoms_distribution=datamodule.num_atoms_distribution(), _convert_="all"
     )
+    if cfg.get("init_weights"):  # a resumed run then overwrites these with its own
+        from crystalrl.ldm.module import load_ldm
+
+        src = load_ldm(cfg.init_weights)
+        weights = (src.ema.module if src.ema is not None else src.denoiser).state_dict()
+        module.denoiser.load_state_dict(weights)
+        if module.ema is not None:
+            module.ema.module.load_state_dict(weights)
+        module.latent_std.fill_(float(src.latent_std))
+        module.hparams.latent_std = float(src.latent_std)
+        print(f"Initialised from {cfg.init_weights}")
     result = fit(cfg, module, datamodule)
     if cfg.get("export_path"):
         src = result["best_ckpt"] or result["last_ckpt"]

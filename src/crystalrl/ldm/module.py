@@ -37,7 +37,12 @@ class LDMModule(L.LightningModule):
         num_atoms_distribution: list[float] | None = None,
         vae_hparams: dict[str, Any] | None = None,
         latent_std: float | None = None,
+        low_noise_fraction: float = 0.0,
+        low_noise_max_t: int = 100,
     ):
+        """``low_noise_fraction`` of each batch draws its timestep from [0, low_noise_max_t)
+        instead of [0, T): the last few denoising steps decide where atoms land, and with
+        uniform timesteps they get only a tenth of the updates."""
         super().__init__()
         self.save_hyperparameters(init_args(locals()))
         denoiser = dict(denoiser or {})
@@ -99,6 +104,9 @@ class LDMModule(L.LightningModule):
             batch, _ = augment(batch, translate=True, permute_axes=False, coord_noise=0.0)
         z0 = self.encode(batch)
         t = torch.randint(0, self.diffusion.num_timesteps, (len(batch),), device=z0.device)
+        if self.hparams.low_noise_fraction > 0:
+            low = torch.rand(len(batch), device=z0.device) < self.hparams.low_noise_fraction
+            t = torch.where(low, t % self.hparams.low_noise_max_t, t)
         losses = self.diffusion.training_losses(self.model_fn(), z0, batch.mask, t)
         loss = losses["loss"].mean()
         self.log_dict({f"train/{k}": v.mean() for k, v in losses.items()}, batch_size=len(batch))

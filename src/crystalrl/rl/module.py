@@ -23,7 +23,7 @@ from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
 from crystalrl.rl.grpo import group_advantages, grpo_step_loss
-from crystalrl.vae.module import init_args, load_vae
+from crystalrl.vae.module import init_args, load_vae, same_latent_space
 
 DEFAULT_RL_CONFIGS: dict[str, Any] = {
     "clip_ratio": 0.001,
@@ -76,7 +76,14 @@ class RLModule(L.LightningModule):
         self.sampling = {**DEFAULT_SAMPLING, **(sampling_configs or {})}
         self.ldm = load_ldm(ldm_ckpt_path)
         if vae_ckpt_path:
-            self.ldm.vae.load_state_dict(load_vae(vae_ckpt_path).state_dict())
+            vae = load_vae(vae_ckpt_path)
+            if not same_latent_space(self.ldm.vae, vae):
+                raise ValueError(
+                    f"rl_module.vae_ckpt_path={vae_ckpt_path} encodes into a different latent "
+                    f"space than the VAE the LDM {ldm_ckpt_path} was trained on; pass that "
+                    "VAE (or one with the same encoder), or null to keep the LDM's own"
+                )
+            self.ldm.vae.load_state_dict(vae.state_dict())
         if self.ldm.ema is not None:  # the policy starts from the weights used for sampling
             self.ldm.denoiser.load_state_dict(self.ldm.ema.module.state_dict())
             self.ldm.ema = None

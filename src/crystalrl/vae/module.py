@@ -169,6 +169,22 @@ class VAEModule(L.LightningModule):
         return build_optimizer(self, self.hparams)
 
 
+def same_latent_space(a: VAEModule, b: VAEModule, atol: float = 1e-3) -> bool:
+    """Whether two VAEs encode into the same latent space (equal encoder weights).
+
+    A diffusion model is only meaningful with the decoder of the latent space it was
+    trained in; a decoder fine-tuned with a frozen encoder still qualifies.
+    """
+    sa, sb = a.vae.state_dict(), b.vae.state_dict()
+    keys = [k for k in sa if k.split(".")[0] in ENCODER_PARTS]
+    return all(
+        k in sb
+        and sa[k].shape == sb[k].shape
+        and torch.allclose(sa[k].float(), sb[k].float(), rtol=atol, atol=atol)
+        for k in keys
+    )
+
+
 def load_vae(path: str, map_location: str = "cpu") -> VAEModule:
     """A trained VAE in eval mode from a Lightning or exported (half-precision) checkpoint."""
     from crystalrl.training import load_module
