@@ -145,7 +145,7 @@ def test_rl_refuses_a_vae_from_another_latent_space(tiny_vae_ckpt, tmp_path):
     from crystalrl.ldm.export import export_ldm
     from crystalrl.ldm.module import LDMModule
     from crystalrl.rl.module import RLModule
-    from crystalrl.vae.module import VAEModule, load_vae, same_latent_space
+    from crystalrl.vae.module import VAEModule, encoder_mismatch, load_vae
 
     torch.manual_seed(0)
     ldm = LDMModule(
@@ -158,9 +158,9 @@ def test_rl_refuses_a_vae_from_another_latent_space(tiny_vae_ckpt, tmp_path):
     # a decoder fine-tuned on a frozen encoder keeps the latent space; a new encoder does not
     decoder_tuned = load_vae(tiny_vae_ckpt)
     torch.nn.init.normal_(next(decoder_tuned.vae.decoder.parameters()), std=0.1)
-    assert same_latent_space(vae, decoder_tuned)
+    assert encoder_mismatch(vae.vae.state_dict(), decoder_tuned.vae.state_dict()) is None
     other = VAEModule(**{k: v for k, v in vae.hparams.items()})
-    assert not same_latent_space(vae, other)
+    assert encoder_mismatch(vae.vae.state_dict(), other.vae.state_dict()) is not None
     other_path = tmp_path / "other_vae.ckpt"
     torch.save(
         {"state_dict": other.state_dict(), "hyper_parameters": dict(other.hparams)}, other_path

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from crystalrl.vae.module import ENCODER_PARTS
+from crystalrl.vae.module import encoder_mismatch
 
 
 def export_ldm(
@@ -29,11 +29,11 @@ def export_ldm(
     state = ckpt["state_dict"]
     hparams = dict(ckpt["hyper_parameters"])
     if "ldm_hyper_parameters" in ckpt:  # an RL run: keep only the LDM it trained
-        state = {k[4:]: v for k, v in state.items() if k.startswith("ldm.")}
+        state = _under(state, "ldm.")
         hparams = dict(ckpt["ldm_hyper_parameters"])
     if vae is not None:
         state, hparams = _swap_decoder(state, hparams, vae, src)
-    ema = {k[len("ema.module.") :]: v for k, v in state.items() if k.startswith("ema.module.")}
+    ema = _under(state, "ema.module.")
     out = {}
     for k, v in state.items():
         if k.startswith("ema."):
@@ -49,22 +49,23 @@ def export_ldm(
 def _swap_decoder(state: dict, hparams: dict, vae_path: str, src: str) -> tuple[dict, dict]:
     new = torch.load(vae_path, map_location="cpu", weights_only=False)
     new_state = {"vae." + k: v for k, v in new["state_dict"].items()}
-    for k, v in new_state.items():
-        part = k.split(".")[2]
-        if part in ENCODER_PARTS:
-            old = state.get(k)
-            if old is None or not torch.allclose(old.float(), v.float(), atol=1e-3):
-                raise ValueError(
-                    f"{vae_path}: its encoder differs from the one {src} was trained on "
-                    f"(first difference: {k}); only a decoder fine-tuned with a frozen "
-                    "encoder can be paired with this denoiser"
-                )
+    differs = encoder_mismatch(_under(state, "vae.vae."), _under(new["state_dict"], "vae."))
+    if differs:
+        raise ValueError(
+            f"{vae_path}: its encoder differs from the one {src} was trained on "
+            f"(first difference: vae.vae.{differs}); only a decoder fine-tuned with a frozen "
+            "encoder can be paired with this denoiser"
+        )
     state = {k: v for k, v in state.items() if not k.startswith("vae.")}
     state.update(new_state)
     vae_hparams = dict(new["hyper_parameters"])
     vae_hparams.pop("num_atoms_distribution", None)
     hparams["vae_hparams"] = {**hparams.get("vae_hparams", {}), **vae_hparams}
     return state, hparams
+
+
+def _under(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def main(argv: list[str] | None = None) -> None:

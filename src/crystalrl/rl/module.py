@@ -23,7 +23,7 @@ from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
 from crystalrl.rl.grpo import group_advantages, grpo_step_loss
-from crystalrl.vae.module import init_args, load_vae, same_latent_space
+from crystalrl.vae.module import encoder_mismatch, init_args, load_vae
 
 DEFAULT_RL_CONFIGS: dict[str, Any] = {
     "clip_ratio": 0.001,
@@ -77,11 +77,13 @@ class RLModule(L.LightningModule):
         self.ldm = load_ldm(ldm_ckpt_path)
         if vae_ckpt_path:
             vae = load_vae(vae_ckpt_path)
-            if not same_latent_space(self.ldm.vae, vae):
+            differs = encoder_mismatch(self.ldm.vae.vae.state_dict(), vae.vae.state_dict())
+            if differs:
                 raise ValueError(
                     f"rl_module.vae_ckpt_path={vae_ckpt_path} encodes into a different latent "
-                    f"space than the VAE the LDM {ldm_ckpt_path} was trained on; pass that "
-                    "VAE (or one with the same encoder), or null to keep the LDM's own"
+                    f"space than the VAE the LDM {ldm_ckpt_path} was trained on (first "
+                    f"difference: {differs}); pass that VAE (or one with the same encoder), "
+                    "or null to keep the LDM's own"
                 )
             self.ldm.vae.load_state_dict(vae.state_dict())
         if self.ldm.ema is not None:  # the policy starts from the weights used for sampling

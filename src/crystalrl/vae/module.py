@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -169,20 +170,23 @@ class VAEModule(L.LightningModule):
         return build_optimizer(self, self.hparams)
 
 
-def same_latent_space(a: VAEModule, b: VAEModule, atol: float = 1e-3) -> bool:
-    """Whether two VAEs encode into the same latent space (equal encoder weights).
+def encoder_mismatch(
+    reference: Mapping[str, torch.Tensor], candidate: Mapping[str, torch.Tensor], atol: float = 1e-3
+) -> str | None:
+    """The first encoder weight in which two :class:`CrystalVAE` state dicts differ, or None.
 
-    A diffusion model is only meaningful with the decoder of the latent space it was
-    trained in; a decoder fine-tuned with a frozen encoder still qualifies.
+    A diffusion model is only meaningful with a decoder of the latent space it was trained
+    in, which the encoder defines; a decoder fine-tuned with a frozen encoder qualifies.
+    ``atol`` absorbs half-precision storage.
     """
-    sa, sb = a.vae.state_dict(), b.vae.state_dict()
-    keys = [k for k in sa if k.split(".")[0] in ENCODER_PARTS]
-    return all(
-        k in sb
-        and sa[k].shape == sb[k].shape
-        and torch.allclose(sa[k].float(), sb[k].float(), rtol=atol, atol=atol)
-        for k in keys
-    )
+    keys = sorted({k for k in (*reference, *candidate) if k.split(".")[0] in ENCODER_PARTS})
+    for k in keys:
+        a, b = reference.get(k), candidate.get(k)
+        if a is None or b is None or a.shape != b.shape:
+            return k
+        if not torch.allclose(a.float(), b.float(), atol=atol):
+            return k
+    return None
 
 
 def load_vae(path: str, map_location: str = "cpu") -> VAEModule:
