@@ -5,7 +5,7 @@
 Generated crystals can only be as physical as the last denoising steps are precise: the
 decoder turns a latent that is off by ~0.1 of the latents' std into atoms that sit too
 close. This separates the denoiser from the decoder. It encodes MP-20 val crystals, noises
-their latents to step t0 and denoises them again (DDIM, eta 0, every 10th step), then prints
+their latents to step t0 and denoises them again (DDIM, eta 0, a step every ~10), then prints
 the error to the clean latent and the decoded crystals' median shortest interatomic
 distance (a physical MP-20 crystal: ~2.5 A), and the model's epsilon-MSE at a few single
 steps. An ideal denoiser keeps the distance near that of plain VAE reconstructions for
@@ -21,11 +21,12 @@ import torch
 
 from crystalrl.data.datamodule import CrystalDataModule, collate, default_data_dir
 from crystalrl.hub import resolve
+from crystalrl.ldm.diffusion import Sampler
 from crystalrl.ldm.module import load_ldm
 
 START_STEPS = (50, 100, 200, 400, 800)
 EPS_STEPS = (5, 20, 50, 100, 200, 500)
-STRIDE = 10
+CHAIN_STEPS = 100  # a DDIM chain with a step every ~10 timesteps
 
 
 def median_shortest_distance(batch) -> float:
@@ -47,34 +48,32 @@ def main(path: str = "mp_20_ldm_base", n: int = 200) -> None:
     z0, mask = ldm.encode(batch, sample=False), batch.mask
     m = mask.unsqueeze(-1)
     net = ldm.model_fn(use_ema=True)
-    ac = torch.tensor(ldm.diffusion.alphas_cumprod_np, dtype=torch.float32)
+    sampler = Sampler(ldm.diffusion, "ddim", CHAIN_STEPS, eta=0.0)
+    chain_t = sampler.schedule.timesteps
     g = torch.Generator().manual_seed(0)
-    d = z0.shape[-1]
     print(f"{path}: {len(batch)} MP-20 val crystals")
     print(f"  originals            shortest distance {median_shortest_distance(batch):.2f} A")
     recon = median_shortest_distance(ldm.decode(z0, mask))
     print(f"  VAE reconstructions  shortest distance {recon:.2f} A")
-    for t0 in START_STEPS:
-        x = (ac[t0].sqrt() * z0 + (1 - ac[t0]).sqrt() * torch.randn(z0.shape, generator=g)) * m
-        for t in range(t0, -1, -STRIDE):
-            eps = net(x, torch.full((len(x),), t), mask)[..., :d]
-            x0 = (x - (1 - ac[t]).sqrt() * eps) / ac[t].sqrt()
-            if t < STRIDE:
-                x = x0 * m
-                break
-            ap = ac[t - STRIDE]
-            x = (ap.sqrt() * x0 + (1 - ap).sqrt() * eps) * m
+    for start in START_STEPS:
+        i0 = int((chain_t - start).abs().argmin())  # the chain step nearest to ``start``
+        t0 = torch.full((len(z0),), int(chain_t[i0]))
+        x = ldm.diffusion.q_sample(z0, t0, torch.randn(z0.shape, generator=g)) * m
+        for i in reversed(range(i0 + 1)):
+            x, _ = sampler.step_distribution(net, x, i, mask)  # eta 0: the mean is the step
+            x = x * m
         rmse = ((x - z0)[mask] ** 2).mean().sqrt().item()
         dist = median_shortest_distance(ldm.decode(x, mask))
+        noise_std = float(ldm.diffusion.sqrt_one_minus_ac[t0[0]])
         print(
-            f"  from t0={t0:4d} (noise std {(1 - ac[t0]).sqrt():.2f}): error {rmse:.3f} latent std,"
+            f"  from t0={int(t0[0]):4d} (noise std {noise_std:.2f}): error {rmse:.3f} latent std,"
             f" shortest distance {dist:.2f} A"
         )
+    torch.manual_seed(0)
     for t in EPS_STEPS:
-        noise = torch.randn(z0.shape, generator=g) * m
-        xt = ac[t].sqrt() * z0 + (1 - ac[t]).sqrt() * noise
-        eps = net(xt, torch.full((len(xt),), t), mask)[..., :d]
-        print(f"  eps-MSE at t={t:3d}: {((eps - noise)[mask] ** 2).mean():.3f}")
+        tt = torch.full((len(z0),), t)
+        mse = ldm.diffusion.training_losses(net, z0, mask, tt)["mse"].mean()
+        print(f"  eps-MSE at t={t:3d}: {mse:.3f}")
 
 
 if __name__ == "__main__":
