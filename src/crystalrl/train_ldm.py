@@ -30,7 +30,6 @@ def main(cfg: DictConfig) -> dict:
         if module.ema is not None:
             module.ema.module.load_state_dict(weights)
         module.latent_std.fill_(float(src.latent_std))
-        module.hparams.latent_std = float(src.latent_std)
         print(f"Initialised from {cfg.init_weights}")
     result = fit(cfg, module, datamodule)
     if cfg.get("export_path"):
