@@ -84,7 +84,9 @@ class DensityReward:
     def __call__(self, structures):
         vals = [len(s) / s.volume if s is not None else 0.0 for s in structures]
         total = torch.tensor(vals, dtype=torch.float32)
-        return SimpleNamespace(total=total, components={"density": total})
+        return SimpleNamespace(
+            total=total, components={"density": total}, timings={"component/density": 0.25}
+        )
 
 
 def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
@@ -123,6 +125,8 @@ def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
     roll = rl.rollout(counts_batch, 4)
     assert roll["old_logp"].shape == (8, 6)
     assert len(roll["structures"]) == 8
+    # the reward's own split of its time is logged beside the rollout's
+    assert rl.timings["rewards/component/density"] == 0.25 and rl.timings["rollout"] > 0
     before = [p.detach().clone() for p in rl.ldm.denoiser.parameters()]
     adv = group_advantages(roll["rewards"], 4)
     stats = rl.policy_update(roll["traj"], roll["old_logp"], adv)

@@ -152,7 +152,14 @@ class RLModule(L.LightningModule):
         t_dec = time.perf_counter()
         out = self.reward_fn(structures)
         t_rew = time.perf_counter()
-        self.timings.update(rollout=t_roll - start, decode=t_dec - t_roll, rewards=t_rew - t_dec)
+        self.timings = {
+            "rollout": t_roll - start,
+            "decode": t_dec - t_roll,
+            "rewards": t_rew - t_dec,
+        }
+        # per metric and component, so a slow reward shows which part stalled (a
+        # StructureMatcher bucket that runs into its timeout, a CHGNet graph of a collapsed cell)
+        self.timings.update({f"rewards/{k}": v for k, v in getattr(out, "timings", {}).items()})
         mask = traj["mask"]
         stds = traj["stds"]
         old = torch.stack(
