@@ -134,6 +134,12 @@ def test_energy_reward_clips_and_counts_nan_as_worst():
     e_hull = np.array([-0.2, 0.0, 0.3, 1.5, np.nan])
     r = EnergyReward().compute([None] * 5, FakeMetrics({"e_above_hull": e_hull}))
     assert torch.allclose(r, torch.tensor([0.0, 0.0, -0.3, -1.0, -1.0]))
+    # a higher cap ranks what the paper's cap lumps together at -1
+    wide = EnergyReward(max_e_above_hull=5.0)
+    r = wide.compute([None] * 6, FakeMetrics({"e_above_hull": np.append(e_hull, 7.0)}))
+    assert torch.allclose(r, torch.tensor([0.0, 0.0, -0.3, -1.5, -5.0, -5.0]))
+    with pytest.raises(ValueError, match="max_e_above_hull"):
+        EnergyReward(max_e_above_hull=0)
 
 
 # ---------------------------------------------------------------------- creativity

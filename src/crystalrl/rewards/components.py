@@ -180,15 +180,35 @@ class CreativityReward(RewardComponent):
 
 
 class EnergyReward(RewardComponent):
-    """−clip(E_hull, 0, 1) eV/atom: lower energy above the hull is better; a failed or NaN
-    energy counts as 1 eV/atom (reward −1)."""
+    """−clip(E_hull, 0, max_e_above_hull) eV/atom: lower energy above the hull is better; a
+    failed or NaN energy counts as the cap.
+
+    The paper's cap is 1 eV/atom, which suits a base model whose samples mostly lie within
+    1 eV/atom of the hull. When nearly all of a group lies above the cap, every member gets
+    the same −cap and the component gives GRPO no direction; a higher cap restores a
+    ranking among them (the cost: a sample 5 eV/atom above the hull weighs as much against
+    one at 4 as one at 1 does against one at 0)."""
 
     name = "energy"
     required_metrics = ("e_above_hull",)
 
+    def __init__(
+        self,
+        weight: float = 1.0,
+        normalize_fn: str | None = None,
+        eps: float = 1e-4,
+        max_e_above_hull: float = 1.0,
+        name: str | None = None,
+    ):
+        super().__init__(weight, normalize_fn, eps, name)
+        if not max_e_above_hull > 0:
+            raise ValueError(f"EnergyReward max_e_above_hull must be > 0, got {max_e_above_hull}")
+        self.cap = float(max_e_above_hull)
+
     def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
         e = torch.as_tensor(np.asarray(metrics.get("e_above_hull"), dtype=np.float64))
-        return -e.nan_to_num(nan=1.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0).float()
+        e = e.nan_to_num(nan=self.cap, posinf=self.cap, neginf=0.0)
+        return -e.clamp(0.0, self.cap).float()
 
 
 class _DiversityReward(RewardComponent):
