@@ -85,7 +85,10 @@ class DensityReward:
         vals = [len(s) / s.volume if s is not None else 0.0 for s in structures]
         total = torch.tensor(vals, dtype=torch.float32)
         return SimpleNamespace(
-            total=total, components={"density": total}, timings={"component/density": 0.25}
+            total=total,
+            components={"density": total},
+            timings={"component/density": 0.25},
+            metrics={"avg_unique": 0.5},
         )
 
 
@@ -127,6 +130,7 @@ def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
     assert len(roll["structures"]) == 8
     # the reward's own split of its time is logged beside the rollout's
     assert rl.timings["rewards/component/density"] == 0.25 and rl.timings["rollout"] > 0
+    assert roll["metrics"] == {"avg_unique": 0.5}  # logged as train/avg_unique
     before = [p.detach().clone() for p in rl.ldm.denoiser.parameters()]
     adv = group_advantages(roll["rewards"], 4)
     stats = rl.policy_update(roll["traj"], roll["old_logp"], adv)

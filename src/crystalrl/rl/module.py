@@ -180,6 +180,9 @@ class RLModule(L.LightningModule):
             "structures": structures,
             "rewards": out.total.float(),
             "components": out.components,
+            # batch averages of the reward's shared metrics (avg_MSUN, avg_unique, ...): the
+            # paper's success measures, watched during training at no extra cost
+            "metrics": dict(getattr(out, "metrics", {}) or {}),
         }
 
     # ------------------------------------------------------------------ training
@@ -210,6 +213,7 @@ class RLModule(L.LightningModule):
                 f"train/{k}": torch.as_tensor(v, dtype=torch.float32).nanmean()
                 for k, v in roll["components"].items()
             },
+            **{f"train/{k}": float(v) for k, v in roll["metrics"].items()},
             **{f"time/{k}": v for k, v in self.timings.items()},
         }
         self.log_dict(log, batch_size=b, on_step=True, on_epoch=False)
@@ -291,6 +295,8 @@ class RLModule(L.LightningModule):
         self.log("val/reward", roll["rewards"].mean(), prog_bar=True, batch_size=b)
         for k, v in roll["components"].items():
             self.log(f"val/{k}", torch.as_tensor(v, dtype=torch.float32).nanmean(), batch_size=b)
+        for k, v in roll["metrics"].items():
+            self.log(f"val/{k}", float(v), batch_size=b)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
