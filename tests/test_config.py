@@ -72,15 +72,15 @@ def test_band_gap_experiment_builds_its_three_reward_components(monkeypatch, tmp
     assert cfg.export_path.endswith("mp_bandgap_ldm_rl.ckpt")
 
 
-def test_wide_energy_experiment_keeps_the_dng_reward_but_caps_energy_at_10(monkeypatch, tmp_path):
+def test_cpu_dng_experiment_keeps_the_paper_reward_but_caps_energy_at_10(monkeypatch, tmp_path):
     from hydra.utils import instantiate
 
     monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
-    plain = instantiate(_compose("train_rl", ["experiment=mp_20/rl_dng_cpu"]).rl_module.reward_fn)
-    cfg = _compose("train_rl", ["experiment=mp_20/rl_dng_cpu_wide_energy"])
-    wide = instantiate(cfg.rl_module.reward_fn)
-    assert wide.names == plain.names
-    assert [c.weight for c in wide.components] == [c.weight for c in plain.components]
-    caps = [getattr(c, "cap", None) for c in (plain.components[1], wide.components[1])]
+    paper = instantiate(_compose("train_rl", ["experiment=mp_20/rl_dng"]).rl_module.reward_fn)
+    cfg = _compose("train_rl", ["experiment=mp_20/rl_dng_cpu"])
+    cpu = instantiate(cfg.rl_module.reward_fn)
+    assert cpu.names == paper.names
+    assert [c.weight for c in cpu.components] == [c.weight for c in paper.components]
+    caps = [getattr(c, "cap", None) for c in (paper.components[1], cpu.components[1])]
     assert caps == [1.0, 10.0]
     assert cfg.rl_module.rl_configs.num_group_samples == 32
