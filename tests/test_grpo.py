@@ -92,16 +92,24 @@ class DensityReward:
         )
 
 
+@pytest.mark.parametrize(
+    "channels",
+    [{}, dict(position_scale=1.5, lattice_scale=1.0, precompute_latents=True)],
+    ids=["latent", "latent+position+lattice"],
+)
 def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
-    tiny_vae_ckpt, tmp_path, perov_batch
+    tiny_vae_ckpt, tmp_path, perov_batch, channels
 ):
     from crystalrl.ldm.export import export_ldm
     from crystalrl.ldm.module import LDMModule, load_ldm
     from crystalrl.rl.module import RLModule
 
     torch.manual_seed(0)
+    pair = dict(pair_freqs=2, pair_rbf=4) if channels else {}
     ldm = LDMModule(
-        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
+        vae_ckpt_path=tiny_vae_ckpt,
+        denoiser=dict(hidden_size=32, depth=1, num_heads=2, **pair),
+        **channels,
     )
     # give the final layer weights so the policy's output depends on its parameters
     torch.nn.init.normal_(ldm.denoiser.final_layer.linear.weight, std=0.1)

@@ -188,3 +188,121 @@ def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
     assert float(again.latent_std) == pytest.approx(0.37)  # not re-measured on the new data
     w = again.denoiser.final_layer.linear.weight
     assert torch.allclose(w, src.denoiser.final_layer.linear.weight, atol=1e-3)
+
+
+# ---------------------------------------------------------------------- position channels
+@pytest.fixture(scope="module")
+def pos_ldm(tiny_vae_ckpt) -> LDMModule:
+    torch.manual_seed(0)
+    return LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt,
+        denoiser=dict(hidden_size=32, depth=2, num_heads=2, pair_freqs=3, pair_rbf=8),
+        position_scale=1.5,
+        lattice_scale=1.0,
+        precompute_latents=True,
+    )
+
+
+def test_position_and_lattice_channels_decode_to_the_encoded_crystal(pos_ldm, perov_batch):
+    tokens = pos_ldm.encode(perov_batch, sample=False)
+    assert tokens.shape[-1] == pos_ldm.vae.vae.latent_dim + 12 == pos_ldm.token_dim
+    decoded = pos_ldm.decode(tokens, perov_batch.mask)
+    d = decoded.frac_coords.float() - perov_batch.frac_coords
+    d = (d - torch.round(d))[perov_batch.mask]
+    assert d.abs().max() < 1e-5
+    torch.testing.assert_close(decoded.lengths.float(), perov_batch.lengths, rtol=1e-5, atol=0)
+    torch.testing.assert_close(decoded.angles.float(), perov_batch.angles, rtol=1e-5, atol=0)
+    # the elements still come from the VAE latent alone
+    plain = pos_ldm.vae.vae.reconstruct(perov_batch)
+    assert torch.equal(decoded.atom_types, plain.atom_types)
+
+
+def test_pair_bias_distances_are_the_crystals(pos_ldm):
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.data.batch import CrystalBatch
+
+    s = Structure(Lattice.from_parameters(4.0, 5.0, 6.0, 85, 92, 95), ["Na", "Cl", "Cl"],
+                  [[0, 0, 0], [0.4, 0.1, 0.2], [0.8, 0.7, 0.3]])  # fmt: skip
+    batch = CrystalBatch.from_structures([s], dtype=torch.float32)
+    tokens = pos_ldm.encode(batch, sample=False)
+    bias = pos_ldm.denoiser.pair_bias
+    rbf = bias.distance_rbf(
+        torch.atan2(*_sin_cos_offsets(tokens[..., -12:-6])), tokens[..., -6:], batch.mask
+    )
+    expected = torch.tensor(s.distance_matrix, dtype=torch.float32).unsqueeze(-1)
+    want = torch.exp(-(((expected - bias.rbf_centers) / bias.rbf_width) ** 2))
+    torch.testing.assert_close(rbf[0], want, atol=1e-4, rtol=0)
+
+
+def _sin_cos_offsets(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    angle = torch.atan2(pos[..., :3], pos[..., 3:])
+    delta = angle[:, None] - angle[:, :, None]
+    return delta.sin(), delta.cos()
+
+
+def test_pair_bias_starts_at_zero_and_sees_only_relative_positions(pos_ldm, perov_batch):
+    tokens = pos_ldm.encode(perov_batch, sample=False)
+    pos, c = tokens[..., -12:-6], torch.randn(len(tokens), 32)
+    bias = pos_ldm.denoiser.pair_bias
+    assert bias(pos, c, tokens[..., -6:], perov_batch.mask).abs().max() == 0  # plain DiT
+    trained = type(bias)(3, 32, 2, 2)
+    torch.nn.init.normal_(trained.out[-1].weight)
+    shifted = perov_batch.frac_coords + torch.tensor([0.3, -0.2, 0.45])
+    from crystalrl.ldm.tokens import position_channels
+
+    moved = position_channels(shifted, 1.5)
+    torch.testing.assert_close(trained(pos, c), trained(moved, c), atol=1e-4, rtol=1e-4)
+    far = position_channels(perov_batch.frac_coords * 0.5, 1.5)  # other distances
+    assert (trained(pos, c) - trained(far, c)).abs().max() > 1e-2
+
+
+def test_precomputed_latents_are_the_encoders(pos_ldm, perov_small, perov_batch):
+    from crystalrl.data.datamodule import CrystalDataset, collate
+    from crystalrl.data.parse import read_split
+
+    ds = CrystalDataset(read_split(perov_small))
+    cached = pos_ldm.encode_split(ds, batch_size=16)
+    tokens = pos_ldm.encode(perov_batch, sample=False)
+    d = pos_ldm.content_dim
+    torch.testing.assert_close(cached[:, : tokens.shape[1]], tokens[..., :d])
+    batch = collate([ds[i] for i in (5, 2, 9)])
+    assert batch.index.tolist() == [5, 2, 9]
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_position_token_ldm_learns_on_cached_latents(tiny_vae_ckpt, perov_small):
+    from crystalrl.data.datamodule import CrystalDataset, collate
+    from crystalrl.data.parse import read_split
+
+    torch.manual_seed(0)
+    m = LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt,
+        denoiser=dict(hidden_size=64, depth=2, num_heads=4, pair_freqs=2),
+        position_scale=1.5,
+        precompute_latents=True,
+    )
+    ds = CrystalDataset(read_split(perov_small))
+    m._train_latents = m.encode_split(ds)
+    batch = collate([ds[i] for i in range(len(ds))])
+    opt = torch.optim.AdamW(m.denoiser.parameters(), lr=1e-3)
+    t = torch.randint(0, 1000, (len(batch),), generator=torch.Generator().manual_seed(1))
+    x0 = m.encode(batch, sample=False)
+
+    def eval_loss() -> float:
+        torch.manual_seed(2)
+        with torch.no_grad():
+            return m.diffusion.training_losses(m.model_fn(), x0, batch.mask, t)["mse"].mean().item()
+
+    before = eval_loss()
+    for _ in range(60):
+        loss = m.training_step(batch, 0)  # translated positions, cached latents
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert eval_loss() < 0.8 * before
+
+
+def test_precomputed_latents_without_position_tokens_cannot_translate(tiny_vae_ckpt):
+    with pytest.raises(ValueError, match="position_scale"):
+        LDMModule(vae_ckpt_path=tiny_vae_ckpt, precompute_latents=True, translate=True)

@@ -282,8 +282,11 @@ def test_evaluate_command_json(emt_reference, emt_dataset, tiny_vae_path, tmp_pa
         assert key in summary, key
     assert summary["num_structures"] == n and summary["avg_novel"] == 0.0
     assert 0 < summary["structure_diversity"] <= 1
+    # real crystals: all contact-physical, atoms about 2.5 Å apart
+    assert summary["avg_physical"] == 1.0 and 2.0 < summary["median_shortest_distance"] < 3.2
     frame = pd.read_csv(out_csv)
     assert len(frame) == n and {"name", "novel", "e_above_hull", "MSUN"} <= set(frame.columns)
+    assert {"shortest_distance", "contact_ratio", "physical"} <= set(frame.columns)
 
 
 def test_evaluate_without_a_vae_skips_diversity(emt_reference, emt_val):

@@ -29,6 +29,9 @@ class CrystalBatch:
     lengths: torch.Tensor  # (B, 3) Å
     angles: torch.Tensor  # (B, 3) degrees
     properties: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: (B,) row of each crystal in its dataset split, where a loader made the batch: lets a
+    #: model look up what it precomputed per crystal (the LDM's latents)
+    index: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.atom_types.shape[0]
@@ -57,6 +60,7 @@ class CrystalBatch:
         properties: dict[str, np.ndarray] | None = None,
         max_atoms: int | None = None,
         dtype: torch.dtype = torch.float64,
+        index: Sequence[int] | None = None,
     ) -> CrystalBatch:
         """Pad per-structure arrays into one batch (the collate function of the loaders)."""
         num_atoms = np.array([len(t) for t in atom_types], dtype=np.int64)
@@ -79,6 +83,7 @@ class CrystalBatch:
                 k: torch.as_tensor(np.asarray(v), dtype=dtype)
                 for k, v in (properties or {}).items()
             },
+            index=None if index is None else torch.as_tensor(np.asarray(index), dtype=torch.long),
         )
 
     @classmethod

@@ -35,6 +35,7 @@ class CrystalDataset(Dataset):
         s = self.split
         sl = slice(self.offsets[i], self.offsets[i + 1])
         return {
+            "index": i,
             "atom_types": s.atom_types[sl],
             "frac_coords": s.frac_coords[sl],
             "lengths": s.lengths[i],
@@ -52,6 +53,7 @@ def collate(items: list[dict], dtype: torch.dtype = torch.float32) -> CrystalBat
         np.stack([it["angles"] for it in items]),
         properties={n: np.array([it["properties"][n] for it in items]) for n in names},
         dtype=dtype,
+        index=[it["index"] for it in items] if items and "index" in items[0] else None,
     )
 
 

@@ -4,6 +4,13 @@ Tokens are atoms, not image patches: there is no positional embedding (a crystal
 have no order) and padded atoms are masked out of attention. The timestep and an
 optional condition modulate every block through adaLN-Zero, so at initialisation each
 block is the identity and the model predicts zero noise.
+
+When the last six channels of a token are its position (sin and cos of 2π times each
+fractional coordinate, see ``LDMModule(position_scale=...)``), ``pair_freqs`` > 0 adds a
+relative-position bias to every attention logit: an MLP of the pairwise periodic offsets
+cos/sin(2πk·Δx) of the noisy positions, modulated by the timestep. Dot-product attention
+over linear embeddings cannot compare two atoms' positions on a torus by itself; this bias
+is what lets the denoiser learn which distances between atoms are allowed.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from crystalrl.ldm.tokens import channels_to_lattice, lattice_matrix
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -68,6 +77,85 @@ class ConditionEmbedder(nn.Module):
         if drop is not None:
             emb = torch.where(drop[:, None], self.null.expand_as(emb), emb)
         return emb
+
+
+class PairBias(nn.Module):
+    """Attention bias (B, depth, heads, N, N) from pairwise periodic position offsets.
+
+    Positions arrive as noisy (sin, cos) pairs per axis; their direction gives the angle
+    and their length how far noise has pulled them from the unit circle, so the offset
+    features come with a per-pair confidence. With lattice channels (``num_rbf`` > 0) the
+    offsets also become Cartesian distances in the crystal's current (noisy) lattice,
+    expanded in Gaussian radial basis functions: what decides whether two atoms may sit
+    where they are. The last layer starts at zero: at initialisation the bias vanishes and
+    the DiT is the plain one.
+    """
+
+    def __init__(
+        self,
+        num_freqs: int,
+        hidden_size: int,
+        depth: int,
+        num_heads: int,
+        num_rbf: int = 0,
+        lattice_scale: float = 0.0,
+        width: int = 64,
+    ):
+        super().__init__()
+        self.depth, self.num_heads = depth, num_heads
+        self.lattice_scale = lattice_scale
+        self.register_buffer(
+            "freqs", torch.arange(1, num_freqs + 1, dtype=torch.float32), persistent=False
+        )
+        self.register_buffer("rbf_centers", torch.linspace(0.5, 6.0, num_rbf), persistent=False)
+        self.rbf_width = 5.5 / max(num_rbf - 1, 1)
+        self.inp = nn.Linear(3 * 2 * num_freqs + 3 + num_rbf, width)
+        self.t_proj = nn.Linear(hidden_size, width)
+        self.out = nn.Sequential(
+            nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, depth * num_heads)
+        )
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(
+        self,
+        pos: torch.Tensor,
+        c: torch.Tensor,
+        lattice: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        sin, cos = pos[..., :3].float(), pos[..., 3:].float()
+        radius = (sin**2 + cos**2).sqrt().clamp(min=1e-6)  # (B, N, 3)
+        sin, cos = sin / radius, cos / radius
+        # angle of x_j - x_i per axis, from the rotation that takes i's point to j's
+        cos_d = cos[:, :, None] * cos[:, None] + sin[:, :, None] * sin[:, None]
+        sin_d = cos[:, :, None] * sin[:, None] - sin[:, :, None] * cos[:, None]
+        delta = torch.atan2(sin_d, cos_d)  # (B, N, N, 3), radians in (-π, π]
+        angle = delta.unsqueeze(-1) * self.freqs  # (B, N, N, 3, F)
+        conf = radius[:, :, None] * radius[:, None]  # (B, N, N, 3)
+        feats = [angle.cos().flatten(-2), angle.sin().flatten(-2), conf]
+        if len(self.rbf_centers):
+            feats.append(self.distance_rbf(delta, lattice.float(), mask))
+        h = self.inp(torch.cat(feats, dim=-1).to(c.dtype)) + self.t_proj(c)[:, None, None]
+        b, n = pos.shape[:2]
+        bias = self.out(h).view(b, n, n, self.depth, self.num_heads)
+        return bias.permute(0, 3, 4, 1, 2)  # (B, depth, heads, N, N)
+
+    def distance_rbf(
+        self, delta: torch.Tensor, lattice: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Distances (Å) in the lattice the channels hold now, as RBFs.
+
+        Each fractional offset is wrapped into (-½, ½] per axis before it meets the
+        lattice: the minimum image for the near-orthogonal cells Niggli reduction gives,
+        a longer image for a few skewed ones (a bias feature, not a measurement).
+        """
+        scaled, angles = channels_to_lattice(lattice, mask, self.lattice_scale)
+        n = mask.sum(1, keepdim=True).to(scaled.dtype).clamp(min=1)
+        matrix = lattice_matrix(scaled * n ** (1 / 3), angles)  # (B, 3, 3)
+        cart = torch.einsum("bijk,bkl->bijl", delta / (2 * math.pi), matrix)
+        dist = cart.norm(dim=-1, keepdim=True)  # (B, N, N, 1)
+        return torch.exp(-(((dist - self.rbf_centers) / self.rbf_width) ** 2))
 
 
 class DiTBlock(nn.Module):
@@ -131,7 +219,14 @@ class DiT(nn.Module):
         learn_sigma: bool = False,
         cond_dim: int = 0,
         cond_dropout_prob: float = 0.1,
+        pair_freqs: int = 0,
+        pair_rbf: int = 0,
+        lattice_scale: float = 0.0,
     ):
+        """``pair_freqs`` > 0: the last 6 of the ``latent_dim`` channels are positions
+        (the 6 before the last with ``lattice_scale`` > 0, when the last 6 are lattice
+        channels) and drive a :class:`PairBias` with that many harmonics; ``pair_rbf`` > 0
+        adds that many radial basis functions of the distances the lattice channels give."""
         super().__init__()
         self.latent_dim = latent_dim
         self.learn_sigma = learn_sigma
@@ -146,6 +241,14 @@ class DiT(nn.Module):
         )
         self.final_layer = FinalLayer(hidden_size, self.out_channels)
         self.initialize_weights()
+        if pair_rbf and not lattice_scale:
+            raise ValueError("denoiser.pair_rbf needs lattice channels (lattice_scale > 0)")
+        self.lattice_scale = lattice_scale
+        self.pair_bias = (
+            PairBias(pair_freqs, hidden_size, depth, num_heads, pair_rbf, lattice_scale)
+            if pair_freqs > 0
+            else None
+        )
 
     def initialize_weights(self) -> None:
         def _basic_init(module: nn.Module) -> None:
@@ -181,8 +284,17 @@ class DiT(nn.Module):
         # additive mask: padded keys get -inf; every row keeps >= 1 real key
         attn_mask = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
         attn_mask = attn_mask.masked_fill(~mask, float("-inf"))[:, None, None, :]
-        for block in self.blocks:
-            h = block(h, c, attn_mask)
+        if self.pair_bias is None:
+            for block in self.blocks:
+                h = block(h, c, attn_mask)
+        else:
+            if self.lattice_scale:
+                pos, lattice = x[..., -12:-6], x[..., -6:]
+            else:
+                pos, lattice = x[..., -6:], None
+            bias = self.pair_bias(pos, c, lattice, mask).to(h.dtype)
+            for i, block in enumerate(self.blocks):
+                h = block(h, c, attn_mask + bias[:, i])
         return self.final_layer(h, c) * mask.unsqueeze(-1)
 
     def forward_with_cfg(

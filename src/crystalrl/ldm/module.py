@@ -3,6 +3,17 @@
 The VAE is frozen and travels with the LDM (its checkpoint path is a hyper-parameter and
 its weights are saved inside the LDM checkpoint), so an LDM checkpoint alone is enough to
 generate crystals.
+
+Explicit channels (``position_scale`` > 0, ``lattice_scale`` > 0): each atom's token is
+its normalised VAE latent followed by six position channels (sin and cos of 2π times its
+fractional coordinates) and six lattice channels (:mod:`crystalrl.ldm.tokens`); the
+generated crystal takes its positions and lattice from them and only its elements from
+the VAE decoder. In the VAE latent an atom's position is a small loop, a few per cent of
+the variance, beside its element's cluster, and a denoiser over such latents never
+learned where atoms go relative to each other; with position and lattice at unit scale
+in the token, and the DiT's pair bias over their distances, it does. Every channel is
+diffused with the same Gaussian process, so samplers, trajectories and GRPO
+log-probabilities cover the whole token unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +28,8 @@ import torch
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler
 from crystalrl.ldm.dit import DIT_CONFIGS, DiT
+from crystalrl.ldm.tokens import channels_to_lattice, lattice_channels, position_channels
+from crystalrl.vae.model import circle_to_frac
 from crystalrl.vae.module import VAEModule, augment, init_args, load_vae
 
 
@@ -39,10 +52,19 @@ class LDMModule(L.LightningModule):
         latent_std: float | None = None,
         low_noise_fraction: float = 0.0,
         low_noise_max_t: int = 100,
+        position_scale: float = 0.0,
+        lattice_scale: float = 0.0,
+        precompute_latents: bool = False,
     ):
         """``low_noise_fraction`` of each batch draws its timestep from [0, low_noise_max_t)
         instead of [0, T): the last few denoising steps decide where atoms land, and with
-        uniform timesteps they get only a tenth of the updates."""
+        uniform timesteps they get only a tenth of the updates.
+
+        ``position_scale`` > 0 appends position channels and ``lattice_scale`` > 0 lattice
+        channels to every token (see the module docstring and :mod:`crystalrl.ldm.tokens`).
+        ``precompute_latents`` encodes the training split once when fitting starts instead
+        of every batch (the encoder is then ~60 % of a step's time); the translation
+        augmentation then moves the position channels only, so it needs them."""
         super().__init__()
         self.save_hyperparameters(init_args(locals()))
         denoiser = dict(denoiser or {})
@@ -56,9 +78,21 @@ class LDMModule(L.LightningModule):
         self.vae = vae
         self.vae.requires_grad_(False)
         self.vae.eval()
-        latent_dim = self.vae.vae.latent_dim
+        if precompute_latents and translate and not position_scale:
+            raise ValueError(
+                "ldm_module.precompute_latents with translate=true needs position channels "
+                "(position_scale > 0): a translated crystal's VAE latent needs the encoder"
+            )
+        if (denoiser.get("pair_freqs") or lattice_scale) and not position_scale:
+            raise ValueError(
+                "ldm_module.denoiser.pair_freqs and ldm_module.lattice_scale need position "
+                "channels (ldm_module.position_scale > 0)"
+            )
         self.denoiser = DiT(
-            latent_dim=latent_dim, learn_sigma=diffusion.get("learn_sigma", False), **denoiser
+            latent_dim=self.token_dim,
+            learn_sigma=diffusion.get("learn_sigma", False),
+            lattice_scale=lattice_scale,
+            **denoiser,
         )
         self.ema = (
             torch.optim.swa_utils.AveragedModel(
@@ -70,6 +104,18 @@ class LDMModule(L.LightningModule):
         self.diffusion = GaussianDiffusion(**diffusion)
         # latents are divided by their std, measured on the first training batch
         self.register_buffer("latent_std", torch.tensor(float(latent_std or 0.0)))
+        self._train_latents: torch.Tensor | None = None  # (num_train, max_atoms, latent_dim)
+
+    @property
+    def content_dim(self) -> int:
+        """Channels of a token that the VAE decoder reads."""
+        return self.vae.vae.latent_dim
+
+    @property
+    def token_dim(self) -> int:
+        """Channels of a token: the latent, then 6 position and 6 lattice channels if used."""
+        hp = self.hparams
+        return self.content_dim + (6 if hp.position_scale else 0) + (6 if hp.lattice_scale else 0)
 
     # ------------------------------------------------------------------ latents
     def train(self, mode: bool = True):
@@ -77,22 +123,72 @@ class LDMModule(L.LightningModule):
         self.vae.eval()  # frozen: never in training mode
         return self
 
+    def _set_latent_std(self, z: torch.Tensor) -> None:
+        if float(self.latent_std) == 0.0:
+            std = z.std().clamp(min=1e-6)
+            self.latent_std.fill_(std)
+            self.hparams.latent_std = float(std)
+
     @torch.no_grad()
     def encode(self, batch: CrystalBatch, sample: bool = True) -> torch.Tensor:
-        """Normalised latents of a batch: posterior sample (training) or mean."""
+        """Tokens of a batch: normalised latents (posterior sample or mean), then the
+        position channels when the model has them."""
         with torch.autocast(self.device.type, enabled=False):  # full precision under bf16
             mu, logvar = self.vae.vae.encode(batch)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
-        if float(self.latent_std) == 0.0:
-            std = z[batch.mask].std().clamp(min=1e-6)
-            self.latent_std.fill_(std)
-            self.hparams.latent_std = float(std)
-        return z / self.latent_std * batch.mask.unsqueeze(-1)
+        self._set_latent_std(z[batch.mask])
+        return self.tokens(z / self.latent_std, batch)
+
+    def tokens(self, latents: torch.Tensor, batch: CrystalBatch) -> torch.Tensor:
+        """Normalised latents (B, N, latent_dim) and the batch's positions -> tokens."""
+        m = batch.mask.unsqueeze(-1)
+        hp = self.hparams
+        parts = [latents]
+        if hp.position_scale:
+            parts.append(position_channels(batch.frac_coords.to(latents.dtype), hp.position_scale))
+        if hp.lattice_scale:
+            lattice = lattice_channels(
+                batch.scaled_lengths().to(latents.dtype),
+                batch.angles_rad().to(latents.dtype),
+                hp.lattice_scale,
+            )
+            parts.append(lattice.unsqueeze(1).expand(-1, latents.shape[1], -1))
+        return torch.cat(parts, dim=-1) * m
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, mask: torch.Tensor) -> CrystalBatch:
-        out = self.vae.vae.decode(z * self.latent_std, mask)
+        d, hp = self.content_dim, self.hparams
+        out = self.vae.vae.decode(z[..., :d] * self.latent_std, mask)
+        if hp.position_scale:
+            out["frac_coords"] = circle_to_frac(z[..., d : d + 6])
+        if hp.lattice_scale:
+            lengths, angles = channels_to_lattice(z[..., d + 6 : d + 12], mask, hp.lattice_scale)
+            out["scaled_lengths"], out["angles"] = lengths.to(z.dtype), angles.to(z.dtype)
         return self.vae.vae.to_batch(out, mask)
+
+    # ------------------------------------------------------------------ precomputed latents
+    def on_fit_start(self) -> None:
+        if self.hparams.precompute_latents and self._train_latents is None:
+            self._train_latents = self.encode_split(self.trainer.datamodule.dataset("train"))
+
+    @torch.no_grad()
+    def encode_split(self, dataset, batch_size: int = 1024) -> torch.Tensor:
+        """Normalised posterior-mean latents of a whole dataset split, padded to its
+        largest crystal: the encoder runs once per crystal instead of once per step."""
+        from crystalrl.data.datamodule import collate
+
+        parts = []
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = collate(items).to(self.device)
+            with torch.autocast(self.device.type, enabled=False):
+                mu, _ = self.vae.vae.encode(batch)
+            parts.append(mu * batch.mask.unsqueeze(-1))
+        n = max(p.shape[1] for p in parts)
+        z = torch.cat([torch.nn.functional.pad(p, (0, 0, 0, n - p.shape[1])) for p in parts])
+        real = z.abs().sum(-1) > 0
+        self._set_latent_std(z[real])
+        return z / self.latent_std
 
     def model_fn(self, use_ema: bool = False) -> Callable:
         net = self.ema.module if use_ema and self.ema is not None else self.denoiser
@@ -102,7 +198,11 @@ class LDMModule(L.LightningModule):
     def training_step(self, batch: CrystalBatch, batch_idx: int) -> torch.Tensor:
         if self.hparams.translate:
             batch, _ = augment(batch, translate=True, permute_axes=False, coord_noise=0.0)
-        z0 = self.encode(batch)
+        if self._train_latents is not None and batch.index is not None:
+            cached = self._train_latents[batch.index.to(self._train_latents.device)]
+            z0 = self.tokens(cached[:, : batch.mask.shape[1]].to(self.device), batch)
+        else:
+            z0 = self.encode(batch)
         t = torch.randint(0, self.diffusion.num_timesteps, (len(batch),), device=z0.device)
         if self.hparams.low_noise_fraction > 0:
             low = torch.rand(len(batch), device=z0.device) < self.hparams.low_noise_fraction
@@ -161,7 +261,7 @@ class LDMModule(L.LightningModule):
         """Sample latents for the given atom counts and decode them into crystals."""
         n = int(num_atoms.max())
         mask = torch.arange(n)[None, :] < num_atoms[:, None]
-        noise = torch.randn((len(num_atoms), n, self.vae.vae.latent_dim), generator=generator)
+        noise = torch.randn((len(num_atoms), n, self.token_dim), generator=generator)
         z, traj = sampler.sample(
             self.model_fn(use_ema), noise, mask, generator, return_trajectory, progress
         )

@@ -385,6 +385,53 @@ def _atomic_density(m: Metrics) -> np.ndarray:
     return out
 
 
+@register_metric("geometry", column=False)
+def _geometry(m: Metrics) -> dict[str, np.ndarray]:
+    """Shortest distance, contact ratio and contact-physical flag of every structure."""
+    from crystalrl.metrics.geometry import geometry_arrays
+
+    return geometry_arrays(m.structures)
+
+
+@register_metric("shortest_distance", needs=("geometry",))
+def _shortest_distance(m: Metrics) -> np.ndarray:
+    return m.results["geometry"]["shortest_distance"]
+
+
+@register_metric("contact_ratio", needs=("geometry",))
+def _contact_ratio(m: Metrics) -> np.ndarray:
+    return m.results["geometry"]["contact_ratio"]
+
+
+@register_metric(
+    "physical",
+    needs=("geometry",),
+    implies=(
+        "median_shortest_distance",
+        "median_contact_ratio",
+        "shortest_distance",
+        "contact_ratio",
+    ),
+)
+def _physical(m: Metrics) -> np.ndarray:
+    """Contact ratio ≥ 0.7, as every MP-20 crystal; failed structures are not physical."""
+    return m.results["geometry"]["physical"]
+
+
+@register_metric("median_shortest_distance", needs=("geometry",), column=False)
+def _median_shortest_distance(m: Metrics) -> float:
+    return _median(m.results["geometry"]["shortest_distance"])
+
+
+@register_metric("median_contact_ratio", needs=("geometry",), column=False)
+def _median_contact_ratio(m: Metrics) -> float:
+    return _median(m.results["geometry"]["contact_ratio"])
+
+
+def _median(values: np.ndarray) -> float:
+    return math.nan if np.all(np.isnan(values)) else float(np.nanmedian(values))
+
+
 # the reference features are loaded with it: whoever needs features compares them with those
 @register_metric("features", uses=("vae", "features"), column=False)
 def _features(m: Metrics) -> dict:
