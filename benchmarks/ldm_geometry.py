@@ -73,9 +73,7 @@ def sample_probe(ldm: LDMModule, n: int, val: list, seed: int = 0) -> dict[str, 
 
 def _x0(ldm: LDMModule, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     eps = ldm.model_fn(use_ema=True)(x_t, t, mask)[..., : x_t.shape[-1]]
-    a = ldm.diffusion.sqrt_ac[t].float().view(-1, 1, 1)
-    s = ldm.diffusion.sqrt_one_minus_ac[t].float().view(-1, 1, 1)
-    return (x_t - s * eps) / a * mask.unsqueeze(-1)
+    return ldm.diffusion.predict_x0(x_t, t, eps) * mask.unsqueeze(-1)
 
 
 @torch.no_grad()

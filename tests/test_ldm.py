@@ -227,18 +227,11 @@ def test_pair_bias_distances_are_the_crystals(pos_ldm):
     batch = CrystalBatch.from_structures([s], dtype=torch.float32)
     tokens = pos_ldm.encode(batch, sample=False)
     bias = pos_ldm.denoiser.pair_bias
-    rbf = bias.distance_rbf(
-        torch.atan2(*_sin_cos_offsets(tokens[..., -12:-6])), tokens[..., -6:], batch.mask
-    )
+    delta, _ = bias.offsets(tokens[..., -12:-6])
+    rbf = bias.distance_rbf(delta, tokens[..., -6:], batch.mask)
     expected = torch.tensor(s.distance_matrix, dtype=torch.float32).unsqueeze(-1)
     want = torch.exp(-(((expected - bias.rbf_centers) / bias.rbf_width) ** 2))
     torch.testing.assert_close(rbf[0], want, atol=1e-4, rtol=0)
-
-
-def _sin_cos_offsets(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    angle = torch.atan2(pos[..., :3], pos[..., 3:])
-    delta = angle[:, None] - angle[:, :, None]
-    return delta.sin(), delta.cos()
 
 
 def test_pair_bias_starts_at_zero_and_sees_only_relative_positions(pos_ldm, perov_batch):

@@ -91,6 +91,10 @@ class GaussianDiffusion:
             + _take(self.sqrt_one_minus_ac, t, x0.ndim).to(x0.dtype) * noise
         )
 
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """The clean sample that x_t at (original) timesteps t and noise eps imply."""
+        return self._schedule.predict_x0(x_t, t, eps)
+
     def training_losses(
         self, model_fn: ModelFn, x0: torch.Tensor, mask: torch.Tensor, t: torch.Tensor
     ) -> dict[str, torch.Tensor]:

@@ -124,13 +124,7 @@ class PairBias(nn.Module):
         lattice: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        sin, cos = pos[..., :3].float(), pos[..., 3:].float()
-        radius = (sin**2 + cos**2).sqrt().clamp(min=1e-6)  # (B, N, 3)
-        sin, cos = sin / radius, cos / radius
-        # angle of x_j - x_i per axis, from the rotation that takes i's point to j's
-        cos_d = cos[:, :, None] * cos[:, None] + sin[:, :, None] * sin[:, None]
-        sin_d = cos[:, :, None] * sin[:, None] - sin[:, :, None] * cos[:, None]
-        delta = torch.atan2(sin_d, cos_d)  # (B, N, N, 3), radians in (-π, π]
+        delta, radius = self.offsets(pos)
         angle = delta.unsqueeze(-1) * self.freqs  # (B, N, N, 3, F)
         conf = radius[:, :, None] * radius[:, None]  # (B, N, N, 3)
         feats = [angle.cos().flatten(-2), angle.sin().flatten(-2), conf]
@@ -140,6 +134,18 @@ class PairBias(nn.Module):
         b, n = pos.shape[:2]
         bias = self.out(h).view(b, n, n, self.depth, self.num_heads)
         return bias.permute(0, 3, 4, 1, 2)  # (B, depth, heads, N, N)
+
+    @staticmethod
+    def offsets(pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Periodic offsets 2π(x_j − x_i) per axis, (B, N, N, 3) in (−π, π], and each
+        atom's (sin, cos) radius per axis, (B, N, 3)."""
+        sin, cos = pos[..., :3].float(), pos[..., 3:].float()
+        radius = (sin**2 + cos**2).sqrt().clamp(min=1e-6)
+        sin, cos = sin / radius, cos / radius
+        # the angle of the rotation that takes i's point on the circle to j's
+        cos_d = cos[:, :, None] * cos[:, None] + sin[:, :, None] * sin[:, None]
+        sin_d = cos[:, :, None] * sin[:, None] - sin[:, :, None] * cos[:, None]
+        return torch.atan2(sin_d, cos_d), radius
 
     def distance_rbf(
         self, delta: torch.Tensor, lattice: torch.Tensor, mask: torch.Tensor

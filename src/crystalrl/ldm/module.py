@@ -177,17 +177,17 @@ class LDMModule(L.LightningModule):
         largest crystal: the encoder runs once per crystal instead of once per step."""
         from crystalrl.data.datamodule import collate
 
-        parts = []
+        parts, real = [], []
         for start in range(0, len(dataset), batch_size):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             batch = collate(items).to(self.device)
             with torch.autocast(self.device.type, enabled=False):
                 mu, _ = self.vae.vae.encode(batch)
             parts.append(mu * batch.mask.unsqueeze(-1))
+            real.append(mu[batch.mask])
         n = max(p.shape[1] for p in parts)
         z = torch.cat([torch.nn.functional.pad(p, (0, 0, 0, n - p.shape[1])) for p in parts])
-        real = z.abs().sum(-1) > 0
-        self._set_latent_std(z[real])
+        self._set_latent_std(torch.cat(real))
         return z / self.latent_std
 
     def model_fn(self, use_ema: bool = False) -> Callable:
