@@ -23,8 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from crystalrl.config import CONFIG_DIR
-from crystalrl.data.datamodule import default_data_dir
-from crystalrl.data.parse import find_split_file, read_split
+from crystalrl.data.parse import default_data_dir, find_split_file, read_split
 from crystalrl.vae.module import load_vae
 
 # Which timings belong to which part of the work (metric and component names).

@@ -19,7 +19,8 @@ import sys
 import numpy as np
 import torch
 
-from crystalrl.data.datamodule import CrystalDataModule, collate, default_data_dir
+from crystalrl.data.datamodule import CrystalDataModule, collate
+from crystalrl.data.parse import default_data_dir
 from crystalrl.hub import resolve
 from crystalrl.ldm.diffusion import Sampler
 from crystalrl.ldm.module import load_ldm

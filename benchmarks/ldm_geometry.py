@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from crystalrl.data.batch import CrystalBatch
-from crystalrl.data.datamodule import CrystalDataModule, collate, default_data_dir
+from crystalrl.data.datamodule import CrystalDataModule, collate
+from crystalrl.data.parse import default_data_dir
 from crystalrl.hub import resolve
 from crystalrl.ldm.module import LDMModule, load_ldm
 from crystalrl.metrics.geometry import geometry_arrays

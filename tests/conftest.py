@@ -11,15 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:
-    path = Path(os.environ.get("CRYSTALRL_DATA_DIR", ROOT.parent / "shared" / "datasets"))
-    if not (path / "perov_5").is_dir():
-        pytest.fail(f"datasets not found at {path}; set CRYSTALRL_DATA_DIR")
-    return path
+    return Path(os.environ.get("CRYSTALRL_DATA_DIR", ROOT.parent / "shared" / "datasets"))
 
 
 @pytest.fixture(scope="session")
 def datasets() -> Path:
-    return data_dir()
+    """The datasets folder; only tests that read data ask for it (and fail without it)."""
+    path = data_dir()
+    if not (path / "perov_5").is_dir():
+        pytest.fail(f"datasets not found at {path}; set CRYSTALRL_DATA_DIR")
+    return path
 
 
 @pytest.fixture(scope="session", autouse=True)

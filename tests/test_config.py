@@ -84,3 +84,232 @@ def test_cpu_dng_experiment_keeps_the_paper_reward_but_caps_energy_at_10(monkeyp
     caps = [getattr(c, "cap", None) for c in (paper.components[1], cpu.components[1])]
     assert caps == [1.0, 10.0]
     assert cfg.rl_module.rl_configs.num_group_samples == 32
+
+
+# ---------------------------------------------------------------------- the reward configs
+REWARD = "rl_module.reward_fn.components"
+LIST_FORM = (
+    f"{REWARD}=[{{_target_: crystalrl.rewards.components.EnergyReward, weight: 2.0,"
+    " max_e_above_hull: 3.0}, {_target_: crystalrl.rewards.components.CustomReward,"
+    " fn: crystalrl.rewards.functions.atomic_density}]"
+)
+
+
+def _reward(overrides: list[str]):
+    from hydra.utils import instantiate
+
+    return instantiate(_compose("train_rl", overrides).rl_module.reward_fn, _convert_="all")
+
+
+def test_the_dng_component_list_is_written_once_in_the_configs():
+    configs = Path(CONFIG_DIR)
+    writers = [p for p in configs.rglob("*.yaml") if "CreativityReward" in p.read_text()]
+    assert writers == [configs / "reward_fn" / "dng.yaml"]
+
+
+def test_paper_and_cpu_dng_compose_one_list_with_caps_1_and_10(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    names = ["creativity", "energy", "structure_diversity", "composition_diversity"]
+    paper = _compose("train_rl", ["experiment=mp_20/rl_dng"]).rl_module.reward_fn
+    cpu = _compose("train_rl", ["experiment=mp_20/rl_dng_cpu"]).rl_module.reward_fn
+    assert list(paper.components) == list(cpu.components) == names
+    assert paper.components.energy.max_e_above_hull == 1
+    assert cpu.components.energy.max_e_above_hull == 10
+    # everything else about the reward is the same
+    cpu.components.energy.max_e_above_hull = 1
+    assert OmegaConf.to_container(cpu) == OmegaConf.to_container(paper)
+    reward = _reward(["experiment=mp_20/rl_dng_cpu"])
+    assert reward.names == names and reward.components[1].cap == 10.0
+
+
+def test_one_component_is_changed_or_dropped_by_name_on_the_command_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    capped = _reward(["experiment=mp_20/rl_dng", f"{REWARD}.energy.max_e_above_hull=5"])
+    assert [getattr(c, "cap", None) for c in capped.components] == [None, 5.0, None, None]
+    fewer = _reward(["experiment=mp_20/rl_dng", f"{REWARD}.structure_diversity=null"])
+    assert fewer.names == ["creativity", "energy", "composition_diversity"]
+
+
+def test_the_seeds_list_form_on_the_command_line_replaces_the_components(monkeypatch, tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    from crystalrl.cli import replace_list_overrides
+    from crystalrl.rewards import CustomReward, EnergyReward, ReinforceReward
+
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    with pytest.raises(ConfigCompositionException):  # what Hydra does with it unaided
+        _compose("train_rl", ["experiment=mp_20/rl_dng", LIST_FORM])
+    argv = replace_list_overrides(["experiment=mp_20/rl_dng", LIST_FORM], [REWARD])
+    assert argv[1:] == [f"~{REWARD}", f"+{LIST_FORM}"]
+    # anything else passes through untouched
+    assert replace_list_overrides(["a=[1]", f"{REWARD}.energy.weight=2"], [REWARD]) == [
+        "a=[1]",
+        f"{REWARD}.energy.weight=2",
+    ]
+    reward = _reward(argv)
+    assert isinstance(reward, ReinforceReward) and reward.names == ["energy", "custom"]
+    energy, custom = reward.components
+    assert isinstance(energy, EnergyReward) and isinstance(custom, CustomReward)
+    assert (energy.weight, energy.cap) == (2.0, 3.0)
+    assert reward.normalize_fn == "std" and reward.reference_dataset == "mp-20"
+
+
+def test_a_yaml_list_over_the_composed_mapping_is_explained(monkeypatch, tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    from crystalrl.cli import fails_on_list_onto_mapping
+    from crystalrl.train_rl import LIST_FORM_HINT, WITHOUT_COMPOSED_REWARD
+
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    user = tmp_path / "user_configs" / "experiment"
+    user.mkdir(parents=True)
+    seed_style = """# @package _global_
+defaults:
+  - /experiment/mp_20/rl_dng{extra}
+rl_module:
+  reward_fn:
+    _target_: crystalrl.rewards.reward.ReinforceReward
+    reference_dataset: null
+    components:
+      - _target_: crystalrl.rewards.components.CustomReward
+        weight: 2.0
+"""
+    (user / "mine.yaml").write_text(seed_style.format(extra=""))
+    (user / "fixed.yaml").write_text(
+        seed_style.format(extra="\n  - override /reward_fn@rl_module.reward_fn: null")
+    )
+    search = f"hydra.searchpath=[file://{user.parent}]"
+    with pytest.raises(ConfigCompositionException):
+        _compose("train_rl", [search, "experiment=mine"])
+    assert fails_on_list_onto_mapping(
+        "train_rl", [search, "experiment=mine"], WITHOUT_COMPOSED_REWARD
+    )
+    assert not fails_on_list_onto_mapping(
+        "train_rl", [search, "experiment=fixed"], WITHOUT_COMPOSED_REWARD
+    )
+    assert not fails_on_list_onto_mapping("train_rl", ["data.nosuch=1"], WITHOUT_COMPOSED_REWARD)
+    assert "override /reward_fn@rl_module.reward_fn: null" in LIST_FORM_HINT
+    # the remedy the hint names composes the user's reward as written
+    reward = _reward([search, "experiment=fixed"])
+    assert reward.names == ["custom"] and reward.components[0].weight == 2.0
+    assert reward.reference_dataset is None
+
+
+def test_reward_configs_are_selected_by_name(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    density = _reward(["experiment=mp_20/rl_dng", "reward_fn@rl_module.reward_fn=atomic_density"])
+    assert density.names == ["custom"]
+    custom = _reward(["experiment=rl_custom_reward"])
+    assert custom.names == ["custom"] and custom.reference_dataset is None
+    assert custom.components[0].normalize_fn is None
+    assert custom.components[0].fn.__name__ == "valid_atomic_density"
+
+
+# ---------------------------------------------------------------------- the LR schedule
+def _closed_form_factor(step: int, name: str, warmup: int, total: int, min_ratio: float) -> float:
+    """The schedule as the LDM/VAE/predictor runs had it (a LambdaLR of this function)."""
+    import math
+
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if name == "cosine" and total > warmup:
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "warmup", "total"),
+    [("cosine", 500, 4000), ("cosine", 0, 300), ("cosine", 1, 50), ("constant", 300, 0)],
+)
+def test_lr_schedule_is_warm_up_then_cosine_to_min_lr_ratio(name, warmup, total):
+    import torch
+
+    from crystalrl.training import build_scheduler
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    sched = build_scheduler(opt, {"name": name, "total_steps": total, "min_lr_ratio": 0.05}, warmup)
+    checks = {0, 1, warmup // 2, warmup - 1, warmup, warmup + 1, (warmup + total) // 2, total}
+    checks |= {total + 10, total + 500}
+    for step in range(max(checks) + 1):
+        if step in checks:
+            expected = 2e-4 * _closed_form_factor(step, name, warmup, total, 0.05)
+            assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9), step
+        opt.step()
+        sched.step()
+
+
+def test_rl_cosine_uses_the_same_schedule():
+    from types import SimpleNamespace
+
+    import torch
+
+    from crystalrl.rl.module import RLModule
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-5)
+    module = SimpleNamespace(
+        ldm=SimpleNamespace(denoiser=torch.nn.Linear(1, 1)),
+        optimizer_factory=lambda params: opt,
+        hparams=SimpleNamespace(
+            scheduler={"name": "cosine", "total_steps": 10, "min_lr_ratio": 0.1}
+        ),
+    )
+    sched = RLModule.configure_optimizers(module)["lr_scheduler"]["scheduler"]
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)  # min_lr_ratio, not 0
+
+
+@pytest.mark.parametrize("old_class", ["LambdaLR", "CosineAnnealingLR"])
+def test_a_checkpoint_with_the_old_scheduler_state_resumes_at_its_step(old_class):
+    import warnings
+
+    import torch
+
+    from crystalrl.training import build_scheduler
+
+    cfg = {"name": "cosine", "total_steps": 100, "min_lr_ratio": 0.05}
+    warmup = 10 if old_class == "LambdaLR" else 0
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    if old_class == "LambdaLR":
+        old = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: _closed_form_factor(k, "cosine", warmup, 100, 0.05)
+        )
+    else:  # the RL stage's cosine before: no floor, so only the step count is comparable
+        old = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 100)
+    for _ in range(37):
+        opt.step()
+        old.step()
+    # Lightning restores the optimizer, then the scheduler
+    new_opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    new = build_scheduler(new_opt, cfg, warmup)
+    new_opt.load_state_dict(opt.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new.load_state_dict(old.state_dict())
+    for step in range(37, 140):
+        expected = _closed_form_factor(step, "cosine", warmup, 100, 0.05)
+        assert new_opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9), step
+        new_opt.step()
+        new.step()
+
+
+def test_train_rl_command_prints_the_caps_and_takes_the_list_form(monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+
+    def job(*overrides: str) -> dict:
+        cmd = [sys.executable, "-m", "crystalrl.train_rl", *overrides, "--cfg", "job"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        assert done.returncode == 0, done.stderr[-2000:]
+        return OmegaConf.to_container(OmegaConf.create(done.stdout))["rl_module"]["reward_fn"]
+
+    cpu = job("experiment=mp_20/rl_dng_cpu")["components"]["energy"]
+    paper = job("experiment=mp_20/rl_dng")["components"]["energy"]
+    assert (cpu["max_e_above_hull"], paper["max_e_above_hull"]) == (10, 1.0)
+    listed = job("experiment=mp_20/rl_dng", LIST_FORM)["components"]
+    assert [c["_target_"].rsplit(".", 1)[1] for c in listed] == ["EnergyReward", "CustomReward"]

@@ -133,6 +133,7 @@ def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
             for k in ("atom_types", "frac_coords", "mask", "num_atoms", "lengths", "angles")
         }
     )
+    assert rl.reward_fn.normalize_fn == "std" and rl.reference_denoiser is None
     roll = rl.rollout(counts_batch, 4)
     assert roll["old_logp"].shape == (8, 6)
     assert len(roll["structures"]) == 8
@@ -184,3 +185,67 @@ def test_rl_refuses_a_vae_from_another_latent_space(tiny_vae_ckpt, tmp_path):
     RLModule(ldm_ckpt_path=ldm_path, vae_ckpt_path=tiny_vae_ckpt)  # its own VAE: accepted
     with pytest.raises(ValueError, match="other_vae.ckpt encodes into a different latent space"):
         RLModule(ldm_ckpt_path=ldm_path, vae_ckpt_path=str(other_path))
+
+
+def _tiny_ldm_path(tiny_vae_ckpt, tmp_path) -> str:
+    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.module import LDMModule
+
+    torch.manual_seed(0)
+    ldm = LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
+    )
+    raw = tmp_path / "ldm.ckpt"
+    torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": dict(ldm.hparams)}, raw)
+    return export_ldm(str(raw), str(tmp_path / "ldm_small.ckpt"), half=False)
+
+
+def test_unknown_sampling_and_rl_keys_are_refused_by_name(tiny_vae_ckpt, tmp_path):
+    from crystalrl.rl.module import RLModule
+
+    path = _tiny_ldm_path(tiny_vae_ckpt, tmp_path)
+    with pytest.raises(KeyError, match=r"sampling_configs keys \['cfg_scale'\].*eta.*sampler"):
+        RLModule(ldm_ckpt_path=path, sampling_configs=dict(sampling_steps=5, cfg_scale=2.0))
+    with pytest.raises(KeyError, match=r"rl_configs keys \['kl_wieght'\].*kl_weight"):
+        RLModule(ldm_ckpt_path=path, rl_configs=dict(kl_wieght=1.0))
+    rl = RLModule(ldm_ckpt_path=path, rl_configs=dict(kl_reference="initial"))
+    assert rl.reference_denoiser is not None and rl.reference_denoiser is not rl.ldm.denoiser
+    assert not any(p.requires_grad for p in rl.reference_denoiser.parameters())
+    # a checkpoint from when the frozen copy was called `reference` still loads
+    old = {k.replace("reference_denoiser.", "reference.", 1): v for k, v in rl.state_dict().items()}
+    assert any(k.startswith("reference.") for k in old)
+    ckpt = {"state_dict": old}
+    rl.on_load_checkpoint(ckpt)
+    rl.load_state_dict(ckpt["state_dict"])  # strict, as Lightning resumes
+
+
+def test_the_reward_contract_and_a_plain_function_as_reward():
+    from crystalrl.rewards import CustomReward, ReinforceReward
+    from crystalrl.rewards.reward import (
+        FunctionReward,
+        RewardFunction,
+        RewardOutput,
+        as_reward_function,
+    )
+
+    # a reward with the attributes is used as it is, whatever its class
+    stand_in = DensityReward()
+    assert isinstance(stand_in, RewardFunction) and as_reward_function(stand_in) is stand_in
+    shipped = ReinforceReward([CustomReward()], normalize_fn="clip", reference_dataset=None)
+    assert isinstance(shipped, RewardFunction) and as_reward_function(shipped) is shipped
+
+    # a plain function: its values are the totals, advantages normalised with std
+    def plain(structures):
+        return [float(len(s)) for s in structures]
+
+    wrapped = as_reward_function(plain)
+    assert isinstance(wrapped, FunctionReward) and isinstance(wrapped, RewardFunction)
+    assert (wrapped.normalize_fn, wrapped.eps) == ("std", 1e-4)
+    out = wrapped(["ab", "abc"])
+    assert isinstance(out, RewardOutput) and torch.equal(out.total, torch.tensor([2.0, 3.0]))
+    assert out.components == {} and out.metrics == {} and out.timings == {}
+    # a namespace with the output's fields reads as one
+    ns = stand_in([])
+    assert RewardOutput.of(ns).timings == {"component/density": 0.25}
+    with pytest.raises(ValueError, match="callable"):
+        as_reward_function("not a reward")

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from crystalrl.metrics.reference import Reference
+from crystalrl.reference import Reference
 
 ROOT = Path(__file__).resolve().parents[1]
 EMT_ELEMENTS = {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"}
@@ -67,7 +67,7 @@ def tiny_vae_path(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------------- reference
 def test_reference_groups_structures_and_caches_energies(emt_reference, emt_dataset, monkeypatch):
-    from crystalrl.metrics.energy import ASEEnergy
+    from crystalrl.potentials import ASEEnergy
 
     ref = emt_reference
     assert len(ref) == sum(len(pd.read_csv(emt_dataset / f"{s}.csv")) for s in ref.split_files)
@@ -114,8 +114,8 @@ def test_hull_matches_a_full_phase_diagram_and_covers_new_systems(emt_reference)
 
 
 def test_shipped_chgnet_table_is_reused_and_matches_chgnet(datasets, tmp_path, monkeypatch):
-    from crystalrl.metrics.energy import CHGNetEnergy
-    from crystalrl.metrics.energy_table import EnergyTable
+    from crystalrl.potentials import CHGNetEnergy
+    from crystalrl.reference.energy_table import EnergyTable
 
     frame = pd.read_csv(datasets / "mp_20" / "val.csv.gz", nrows=3)
     frame.to_csv(tmp_path / "val.csv", index=False)
@@ -137,10 +137,51 @@ def test_shipped_chgnet_table_is_reused_and_matches_chgnet(datasets, tmp_path, m
 
 
 def test_unknown_reference_name_is_an_error_listing_known_ones():
-    from crystalrl.metrics.reference import ReferenceError
+    from crystalrl.reference import ReferenceDatasetError
 
-    with pytest.raises(ReferenceError, match="mp-20"):
+    with pytest.raises(ReferenceDatasetError, match="mp-20"):
         Reference("mp-21")
+    assert issubclass(ReferenceDatasetError, ValueError)
+
+
+# ---------------------------------------------------------------------- potentials
+def _compose_evaluate(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from crystalrl.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="evaluate", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_potential_config_group_switches_the_energy_model():
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.potentials import ASEEnergy, CHGNetEnergy, make_energy_model
+    from crystalrl.reference.energy_table import EnergyTable
+
+    cu = Structure(
+        Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
+    )
+    emt = make_energy_model(_compose_evaluate(["potential=emt"]).potential)
+    assert isinstance(emt, ASEEnergy) and type(emt.calculator).__name__ == "EMT"
+    energies = emt.energies([cu, cu.copy()])
+    assert np.isfinite(energies).all() and abs(energies[0]) < 0.1  # EMT's Cu is its zero
+    # the file names the same cache as the inline form the tests' reference uses
+    assert emt.key == make_energy_model(EMT).key
+    # a one-off calculator without a file: drop the group, add the node
+    inline = _compose_evaluate(["~potential", "+potential={_target_: ase.calculators.emt.EMT}"])
+    assert make_energy_model(inline.potential).key == emt.key
+    # CHGNet stays the default, under the key the shipped energy table was made with
+    default = make_energy_model(_compose_evaluate([]).potential)  # built lazily: no weights read
+    assert isinstance(default, CHGNetEnergy) and default._model is None
+    assert default.key == EnergyTable.load(ROOT / "reference" / "mp_20_chgnet.npz").potential
+    assert default.key == make_energy_model(None).key
 
 
 # ---------------------------------------------------------------------- metrics
@@ -265,7 +306,7 @@ def test_evaluate_command_json(emt_reference, emt_dataset, tiny_vae_path, tmp_pa
         f"reference_dataset={emt_dataset}",
         f"output_file={out_csv}",
         f"vae_ckpt_path={tiny_vae_path}",
-        "potential={_target_: ase.calculators.emt.EMT}",
+        "potential=emt",
         f"hull.relax_steps={HULL['relax_steps']}",
         "num_workers=2",
         f"paths.log_dir={tmp_path / 'logs'}",
@@ -357,6 +398,22 @@ def test_collapsed_cells_get_no_energy(emt_reference, emt_val):
     assert np.isfinite(r["energy"][0]) and np.isnan(r["energy"][1])
     assert r["e_above_hull"][2] > r["e_above_hull"][0]  # evaluated, and high
     assert not r["is_metastable"][1]
+
+
+def test_every_per_structure_metric_reaches_rewards_as_a_typed_field(emt_reference, emt_val):
+    from crystalrl.metrics.metrics import Metrics
+    from crystalrl.metrics.registry import REGISTRY
+    from crystalrl.metrics.results import MetricResults
+
+    columns = {name for name, spec in REGISTRY.items() if spec.column}
+    assert columns | {"features"} == set(MetricResults.metric_names())
+    m = Metrics(["unique", "novel", "e_above_hull"], reference=emt_reference, num_workers=1)
+    r = m.compute(emt_val[:2] + [None])
+    snap = m.snapshot()
+    assert snap.unique is r["unique"] and snap.e_above_hull is r["e_above_hull"]
+    assert snap.reference is emt_reference and snap.features is None
+    assert snap.formulas[:2] == tuple(s.composition.reduced_formula for s in emt_val[:2])
+    assert snap.formulas[2] is None and snap.averages["avg_unique"] == r["avg_unique"]
 
 
 def test_atomic_density_metric_needs_no_reference():

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from crystalrl.metrics.results import MetricResults
 from crystalrl.rewards import (
     CompositionDiversityReward,
     CreativityReward,
@@ -101,28 +102,16 @@ def test_mmd_individual_matches_leave_one_out_brute_force():
     assert torch.equal(mmd_individual(torch.ones(2, 3), torch.ones(4, 3)), torch.zeros(2))
 
 
-class FakeMetrics:
-    """Just the interface components read: ``get(name)``, formulas, reference features."""
-
-    def __init__(self, results: dict, structures=None, reference=None, ref_features=None):
-        self.results = results
-        self.reference = reference
-        self._ref_features = ref_features
-        self.formulas = [
-            None if s is None else s.composition.reduced_formula for s in (structures or [])
-        ]
-
-    def get(self, name):
-        return self.results[name]
-
-    def reference_features(self):
-        return self._ref_features
+def batch_results(structures=(), reference=None, **values) -> MetricResults:
+    """The record a component reads, with the formulas of ``structures``."""
+    formulas = tuple(None if s is None else s.composition.reduced_formula for s in structures)
+    return MetricResults(formulas=formulas, reference=reference, **values)
 
 
 def test_diversity_rewards_use_their_feature_and_fill_failed_structures():
     gen = {"structure": torch.tensor([[0.0], [0.0], [1.0]]), "composition": torch.zeros(3, 2)}
     ref = {"structure": torch.tensor([[1.0]]), "composition": torch.zeros(1, 2)}
-    metrics = FakeMetrics({"features": gen}, ref_features=ref)
+    metrics = MetricResults(features=gen, reference_features=ref)
     structures = ["a", None, "b", "c"]  # features exist for the valid three only
     r = StructureDiversityReward().compute(structures, metrics)
     assert torch.allclose(r, torch.tensor([-7 / 3, -7 / 3, -7 / 3, 14 / 3]), atol=1e-5)
@@ -132,14 +121,31 @@ def test_diversity_rewards_use_their_feature_and_fill_failed_structures():
 # ---------------------------------------------------------------------- energy
 def test_energy_reward_clips_and_counts_nan_as_worst():
     e_hull = np.array([-0.2, 0.0, 0.3, 1.5, np.nan])
-    r = EnergyReward().compute([None] * 5, FakeMetrics({"e_above_hull": e_hull}))
+    r = EnergyReward().compute([None] * 5, MetricResults(e_above_hull=e_hull))
     assert torch.allclose(r, torch.tensor([0.0, 0.0, -0.3, -1.0, -1.0]))
     # a higher cap ranks what the paper's cap lumps together at -1
     wide = EnergyReward(max_e_above_hull=5.0)
-    r = wide.compute([None] * 6, FakeMetrics({"e_above_hull": np.append(e_hull, 7.0)}))
+    r = wide.compute([None] * 6, MetricResults(e_above_hull=np.append(e_hull, 7.0)))
     assert torch.allclose(r, torch.tensor([0.0, 0.0, -0.3, -1.5, -5.0, -5.0]))
     with pytest.raises(ValueError, match="max_e_above_hull"):
         EnergyReward(max_e_above_hull=0)
+
+
+def test_components_read_only_metrics_the_record_carries():
+    """What a component lists as required is a field of MetricResults, and reading one the
+    batch did not compute is an error naming it (not a silent default)."""
+    components = [
+        CreativityReward(),
+        EnergyReward(),
+        StructureDiversityReward(),
+        CompositionDiversityReward(),
+    ]
+    for c in components:
+        assert set(c.required_metrics) <= set(MetricResults.metric_names()), c
+    with pytest.raises(ValueError, match="e_above_hull"):
+        EnergyReward().compute([None], MetricResults(unique=np.array([True])))
+    with pytest.raises(AttributeError):  # frozen: one component cannot alter what others read
+        MetricResults().unique = np.array([True])
 
 
 # ---------------------------------------------------------------------- creativity
@@ -192,7 +198,7 @@ def test_creativity_three_branches(val_structures):
         "unique": np.array([True, False, True, False, False]),
         "novel": np.array([False, False, True, False, True]),
     }
-    metrics = FakeMetrics(results, batch, reference)
+    metrics = batch_results(batch, reference, **results)
     r = CreativityReward().compute(batch, metrics).numpy()
     # unique but not novel: nearest non-zero AMD distance among reference + batch
     expected0 = _amd_distance(known, near_known)
@@ -261,7 +267,6 @@ def test_aggregator_weights_and_normalises_each_component(val_structures):
     assert set(out.components) == {"a", "custom"}
     assert torch.equal(out.components["custom"], torch.tensor([10.0, 0.0, 5.0, 5.0]))
     assert reward.metrics is None and reward.normalize_fn == "std" and reward.eps == 1e-4
-    assert torch.allclose(reward.normalize(out.total), normalize(out.total, "std", 1e-4))
 
 
 def test_nan_reward_is_an_error_naming_the_component(val_structures):
@@ -283,6 +288,21 @@ def test_reward_configs_instantiate_with_the_documented_names():
     assert dng.required_metrics == ["unique", "novel", "e_above_hull", "features"]
     density = instantiate(OmegaConf.load(ROOT / "configs" / "reward_fn" / "atomic_density.yaml"))
     assert density.names == ["custom"] and density.required_metrics == []
+
+
+def test_reward_components_by_name_or_as_a_list():
+    by_name = ReinforceReward(
+        {"dense": CustomReward(weight=2.0), "energy": None, "b": CustomReward()},
+        reference_dataset=None,
+    )
+    # the keys name the components (logged as train/<key>); None drops one
+    assert by_name.names == ["dense", "b"]
+    assert [c.name for c in by_name.components] == ["dense", "b"]
+    assert [c.weight for c in by_name.components] == [2.0, 1.0]
+    as_list = ReinforceReward([CustomReward(), CustomReward()], reference_dataset=None)
+    assert as_list.names == ["custom", "custom_2"]
+    with pytest.raises(RewardError, match="mapping of name to component or a list"):
+        ReinforceReward("creativity", reference_dataset=None)
 
 
 def test_valid_atomic_density_gives_overlapping_atoms_nothing():

@@ -8,9 +8,7 @@ tables shipped in ``reference/`` when they match, so a fresh checkout skips the 
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 from typing import Any
 
@@ -18,10 +16,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from crystalrl.cli import pop_flag
+from crystalrl.cli import json_output, report, run_command
 from crystalrl.config import CONFIG_DIR
 
-AS_JSON = False
 log = logging.getLogger("crystalrl")
 
 
@@ -36,7 +33,7 @@ def build(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build every part of a reference; returns counts and the seconds each part took."""
-    from crystalrl.metrics.reference import Reference
+    from crystalrl.reference import Reference
 
     ref = Reference(
         reference_dataset,
@@ -81,16 +78,14 @@ def build(
 def main(cfg: DictConfig) -> dict:
     import torch
 
-    from crystalrl.evaluate import _optional, load_vae_or_none
+    from crystalrl.evaluate import _optional, load_vae_or_none, potential_spec
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     vae = load_vae_or_none(_optional(cfg, "vae_ckpt_path"))
     if vae is None:
         log.warning("no VAE: reference features are not built")
-    potential = (
-        OmegaConf.to_container(cfg.potential, resolve=True) if cfg.potential is not None else None
-    )
+    potential = potential_spec(cfg)
     result = build(
         str(cfg.reference_dataset),
         potential=potential,
@@ -99,23 +94,11 @@ def main(cfg: DictConfig) -> dict:
         export_energies=cfg.export_energies,
         data_dir=cfg.paths.data_dir,
         cache_dir=cfg.paths.cache_dir,
-        progress=not AS_JSON,
+        progress=not json_output(),
     )
-    if AS_JSON:
-        print(json.dumps(result))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"reference {cfg.reference_dataset}")
-        table.add_column("item")
-        table.add_column("value", justify="right")
-        for k, v in result.items():
-            table.add_row(k, str(v))
-        Console().print(table)
+    report(result, f"reference {cfg.reference_dataset}")
     return result
 
 
 if __name__ == "__main__":
-    AS_JSON = pop_flag("--json")
-    sys.exit(main() and 0)
+    run_command(main)

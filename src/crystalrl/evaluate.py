@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 import warnings
 from typing import Any
@@ -19,10 +18,9 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from crystalrl.cli import pop_flag
+from crystalrl.cli import json_output, run_command
 from crystalrl.config import CONFIG_DIR
 
-AS_JSON = False
 log = logging.getLogger("crystalrl")
 
 DIVERSITY_METRICS = ("structure_diversity", "composition_diversity")
@@ -53,6 +51,17 @@ def _optional(cfg: DictConfig, key: str) -> Any:
     except Exception as exc:
         log.warning("%s does not resolve (%s)", key, exc)
         return None
+
+
+def potential_spec(cfg: DictConfig) -> dict | None:
+    """The ``potential`` node as a plain mapping for :func:`crystalrl.potentials.make_energy_model`.
+
+    ``None`` (CHGNet) when the group was dropped (``~potential``) without a replacement. A
+    plain mapping, not an instantiated model, so that equal configs share one cached
+    reference in the process and one energy cache on disk.
+    """
+    node = OmegaConf.select(cfg, "potential")
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
 def load_vae_or_none(path: str | None):
@@ -174,9 +183,7 @@ def main(cfg: DictConfig) -> dict:
     vae = None
     if any(m in cfg.metrics for m in DIVERSITY_METRICS):
         vae = load_vae_or_none(_optional(cfg, "vae_ckpt_path"))
-    potential = (
-        OmegaConf.to_container(cfg.potential, resolve=True) if cfg.potential is not None else None
-    )
+    potential = potential_spec(cfg)
     m = evaluate_structures(
         structures,
         reference=str(cfg.reference_dataset),
@@ -189,7 +196,7 @@ def main(cfg: DictConfig) -> dict:
         num_workers=cfg.num_workers,
         data_dir=cfg.paths.data_dir,
         cache_dir=cfg.paths.cache_dir,
-        progress=not AS_JSON,
+        progress=not json_output(),
     )
     frame = m.to_dataframe()
     frame.insert(0, "name", names)
@@ -208,7 +215,7 @@ def main(cfg: DictConfig) -> dict:
     summary["seconds"] = round(time.perf_counter() - start, 2)
     summary = {k: _clean(v) for k, v in summary.items()}
     summary["seconds_by_metric"] = {k: round(v, 2) for k, v in m.timings.items() if v >= 0.01}
-    if AS_JSON:
+    if json_output():
         print(json.dumps(summary))
     else:
         print_summary(summary, f"{cfg.structure_path} vs {cfg.reference_dataset}")
@@ -218,5 +225,4 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    AS_JSON = pop_flag("--json")
-    sys.exit(main() and 0)
+    run_command(main)

@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 
 import hydra
@@ -14,10 +12,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from crystalrl.cli import pop_flag
+from crystalrl.cli import report, run_command
 from crystalrl.config import CONFIG_DIR
-
-AS_JSON = False
 
 
 def evaluate_reconstruction(
@@ -93,23 +89,13 @@ def main(cfg: DictConfig) -> dict:
         vae, split, cfg.num_structures, cfg.batch_size, cfg.match_timeout, cfg.num_workers
     )
     result.update(checkpoint=str(cfg.vae_ckpt_path), split=cfg.split)
-    if AS_JSON:
-        print(json.dumps(result))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(
-            title=f"VAE reconstruction on {cfg.split} ({result['num_structures']} structures)"
-        )
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for k, v in result.items():
-            table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-        Console().print(table)
+    report(
+        result,
+        f"VAE reconstruction on {cfg.split} ({result['num_structures']} structures)",
+        lambda v: f"{v:.4f}" if isinstance(v, float) else str(v),
+    )
     return result
 
 
 if __name__ == "__main__":
-    AS_JSON = pop_flag("--json")
-    sys.exit(main() and 0)
+    run_command(main)

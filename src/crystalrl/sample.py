@@ -10,8 +10,6 @@ lattice is recorded as ``null`` in the JSON and has no CIF.
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from crystalrl.config import CONFIG_DIR
+from crystalrl.metrics.structures_io import write_structures_json
 
 
 def generate_structures(
@@ -67,10 +66,7 @@ def write_structures(structures: list, output_dir: str | Path, write_cifs: bool 
         for i, s in enumerate(structures):
             if s is not None:
                 s.to(filename=str(out / f"{i:06d}_{s.composition.reduced_formula}.cif"))
-    path = out / "samples.json.gz"
-    with gzip.open(path, "wt") as fh:
-        json.dump([None if s is None else s.as_dict() for s in structures], fh)
-    return path
+    return write_structures_json(structures, out / "samples.json.gz")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")

@@ -14,13 +14,11 @@ from crystalrl.config import CONFIG_DIR
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train_ldm")
 def main(cfg: DictConfig) -> dict:
     from crystalrl.ldm.export import export_ldm
-    from crystalrl.training import fit, setup_run
+    from crystalrl.training import fit, instantiate_stage, setup_run
 
     setup_run(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
-    module = hydra.utils.instantiate(
-        cfg.ldm_module, num_atoms_distribution=datamodule.num_atoms_distribution(), _convert_="all"
-    )
+    module = instantiate_stage(cfg.ldm_module, datamodule)
     if cfg.get("init_weights"):  # a resumed run then overwrites these with its own
         from crystalrl.ldm.module import load_ldm
 
@@ -31,11 +29,7 @@ def main(cfg: DictConfig) -> dict:
             module.ema.module.load_state_dict(weights)
         module.latent_std.fill_(float(src.latent_std))
         print(f"Initialised from {cfg.init_weights}")
-    result = fit(cfg, module, datamodule)
-    if cfg.get("export_path"):
-        src = result["best_ckpt"] or result["last_ckpt"]
-        export_ldm(src, cfg.export_path)
-        print(f"Exported {src} -> {cfg.export_path}")
+    result = fit(cfg, module, datamodule, export=export_ldm)
     return result
 
 

@@ -33,16 +33,13 @@ def main(cfg: DictConfig) -> dict:
     if cfg.predictor_module.target_std is None:
         stats["target_std"] = [float(np.std(train.properties[n]) or 1.0) for n in names]
     module = hydra.utils.instantiate(cfg.predictor_module, **stats, _convert_="all")
-    result = fit(cfg, module, datamodule)
+    result = fit(cfg, module, datamodule, export=export_checkpoint)
     best = result["best_ckpt"] or result["last_ckpt"]
     if cfg.get("test", True):
         trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
         metrics = trainer.test(load_predictor(best), datamodule=datamodule, verbose=False)[0]
         result["test"] = metrics
         print("Test:", json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
-    if cfg.get("export_path"):
-        export_checkpoint(best, cfg.export_path)
-        print(f"Exported {best} -> {cfg.export_path}")
     return result
 
 

@@ -13,23 +13,17 @@ from crystalrl.config import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train_vae")
 def main(cfg: DictConfig) -> dict:
-    from crystalrl.training import export_checkpoint, fit, setup_run
+    from crystalrl.training import export_checkpoint, fit, instantiate_stage, setup_run
 
     setup_run(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
-    module = hydra.utils.instantiate(
-        cfg.vae_module, num_atoms_distribution=datamodule.num_atoms_distribution(), _convert_="all"
-    )
+    module = instantiate_stage(cfg.vae_module, datamodule)
     if cfg.get("init_weights"):  # a resumed run then overwrites these with its own
         from crystalrl.vae.module import load_vae
 
         module.load_state_dict(load_vae(cfg.init_weights).state_dict())
         print(f"Initialised from {cfg.init_weights}")
-    result = fit(cfg, module, datamodule)
-    if cfg.get("export_path"):
-        src = result["best_ckpt"] or result["last_ckpt"]
-        export_checkpoint(src, cfg.export_path)
-        print(f"Exported {src} -> {cfg.export_path}")
+    result = fit(cfg, module, datamodule, export=export_checkpoint)
     return result
 
 

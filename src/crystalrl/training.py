@@ -7,9 +7,11 @@ folder is fixed by its ``task_name`` and ``run_name``, so rerunning the same com
 
 from __future__ import annotations
 
+import bisect
 import logging
-import math
 import time
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +24,127 @@ log = logging.getLogger("crystalrl")
 
 
 # ---------------------------------------------------------------------- optimisation
+class LRSchedule(torch.optim.lr_scheduler.SequentialLR):
+    """The phases of :func:`build_scheduler`, able to resume a run saved before them.
+
+    Checkpoints written before the schedule was assembled from torch's schedulers hold the
+    state of a single ``LambdaLR`` (or, from RL runs, ``CosineAnnealingLR``); only their
+    step count matters, so loading one puts the schedule at that step instead of failing
+    on the missing per-phase states.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "_schedulers" in state_dict:
+            super().load_state_dict(state_dict)
+            return
+        step = int(state_dict.get("last_epoch", 0))
+        phase = bisect.bisect_right(self._milestones, step)
+        start = self._milestones[phase - 1] if phase else 0
+        self.last_epoch = step
+        # the explicit-step form evaluates the phase in closed form, so the rate does not
+        # depend on the optimizer's restored rate; torch deprecates it only for routine use
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self._schedulers[phase].step(step - start)
+        self._last_lr = self._schedulers[phase].get_last_lr()
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    scheduler: Mapping[str, Any] | None = None,
+    warmup_steps: int = 0,
+) -> LRSchedule:
+    """The learning-rate schedule of every stage, stepped once per optimizer step.
+
+    Linear warm-up over ``warmup_steps`` (the factor is (step + 1) / warmup_steps), then
+    constant (``scheduler.name: constant``) or a cosine from the full rate down to
+    ``min_lr_ratio`` of it at ``total_steps``, held there afterwards (``cosine``).
+    """
+    cfg = dict(scheduler or {})
+    name = cfg.get("name", "constant")
+    total = int(cfg.get("total_steps", 0) or 0)
+    min_ratio = float(cfg.get("min_lr_ratio", 0.05))
+    warmup = int(warmup_steps or 0)
+    lr_sched = torch.optim.lr_scheduler
+    phases: list[torch.optim.lr_scheduler.LRScheduler] = []
+    milestones: list[int] = []
+    if warmup > 1:
+        phases.append(lr_sched.LinearLR(optimizer, 1.0 / warmup, 1.0, total_iters=warmup - 1))
+    elif warmup == 1 or name != "cosine" or total <= warmup:
+        phases.append(lr_sched.ConstantLR(optimizer, factor=1.0, total_iters=0))
+    if name == "cosine" and total > warmup:
+        base = {group.get("initial_lr", group["lr"]) for group in optimizer.param_groups}
+        if len(base) != 1:
+            raise ValueError("the cosine schedule needs one learning rate for all parameters")
+        if phases:
+            milestones.append(warmup)
+        phases.append(
+            lr_sched.CosineAnnealingLR(optimizer, total - warmup, eta_min=base.pop() * min_ratio)
+        )
+        # past total_steps the rate stays at the floor (a cosine alone would rise again)
+        milestones.append(total)
+        phases.append(lr_sched.ConstantLR(optimizer, factor=min_ratio, total_iters=2**62))
+    return LRSchedule(optimizer, phases, milestones)
+
+
 def build_optimizer(module: L.LightningModule, hparams: Any):
-    """AdamW with linear warm-up, then constant or cosine decay (``scheduler.name``)."""
+    """AdamW with the schedule of :func:`build_scheduler` (``hparams.scheduler``)."""
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=hparams.lr, weight_decay=hparams.weight_decay)
-    sched_cfg = dict(hparams.get("scheduler") or {}) if hasattr(hparams, "get") else {}
-    name = sched_cfg.get("name", "constant")
-    warmup = int(hparams.get("warmup_steps", 0) or 0)
-    total = int(sched_cfg.get("total_steps", 0) or 0)
-    min_ratio = float(sched_cfg.get("min_lr_ratio", 0.05))
-
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if name == "cosine" and total > warmup:
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        return 1.0
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched_cfg = hparams.get("scheduler") if hasattr(hparams, "get") else None
+    sched = build_scheduler(opt, sched_cfg, hparams.get("warmup_steps", 0))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+class SharedStepHooks:
+    """Lightning hooks of a module whose one ``_step(batch, stage)`` serves training,
+    validation and test, optimised by :func:`build_optimizer` (the VAE, the predictor)."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self) -> dict:
+        return build_optimizer(self, self.hparams)
+
+
 # ---------------------------------------------------------------------- checkpoints
+#: Stands for "any value" in a table of retired options.
+ANY_VALUE = object()
+
+
+def drop_retired(
+    hparams: Mapping[str, Any], retired: Mapping[str, Any], owner: str
+) -> dict[str, Any]:
+    """``hparams`` without options that no longer exist, so older checkpoints still load.
+
+    ``retired`` maps each removed option to the value that meant "off" (or
+    :data:`ANY_VALUE`); a checkpoint that had one switched on was trained by code that is
+    gone, and loading it as if it had not would silently change what it does.
+    """
+    out = dict(hparams)
+    for name, off in retired.items():
+        if name in out:
+            value = out.pop(name)
+            if off is not ANY_VALUE and value != off:
+                raise ValueError(
+                    f"this checkpoint was trained with {owner}.{name}={value!r}, an option "
+                    "crystalrl no longer has; retrain it, or load it with an older version"
+                )
+    return out
+
+
 def load_module(cls: type[L.LightningModule], path: str, map_location: str = "cpu"):
     """Load a Lightning checkpoint or an exported one; weights come back in float32."""
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    hparams = ckpt.get("hyper_parameters", {})
+    hparams = drop_retired(
+        ckpt.get("hyper_parameters", {}), getattr(cls, "RETIRED_HPARAMS", {}), cls.__name__
+    )
     module = cls(**hparams)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     module.load_state_dict(state)
@@ -86,8 +182,24 @@ def setup_run(cfg: DictConfig) -> None:
     torch.set_float32_matmul_precision("medium")
 
 
-def fit(cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule) -> dict:
-    """Train with the configured trainer, callbacks and loggers; resume from ``last.ckpt``."""
+def instantiate_stage(module_cfg: DictConfig, datamodule: Any) -> L.LightningModule:
+    """A VAE or LDM module from its config, given the training set's atom-count histogram
+    (what generation draws the number of atoms from)."""
+    return hydra.utils.instantiate(
+        module_cfg, num_atoms_distribution=datamodule.num_atoms_distribution(), _convert_="all"
+    )
+
+
+def fit(
+    cfg: DictConfig,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    export: Callable[[str, str], object] | None = None,
+) -> dict:
+    """Train with the configured trainer, callbacks and loggers; resume from ``last.ckpt``.
+
+    With ``export``, the best checkpoint (else the last) is then written to
+    ``cfg.export_path`` by ``export(src, dst)``, when that key is set."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
@@ -112,4 +224,9 @@ def fit(cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataM
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     print(f"Best checkpoint: {best or last}")
+    if export is not None and cfg.get("export_path"):
+        src = best or str(last)
+        export(src, cfg.export_path)
+        result["export_path"] = str(cfg.export_path)
+        print(f"Exported {src} -> {cfg.export_path}")
     return result

@@ -136,3 +136,16 @@ def _as_pymatgen(obj):
     from pymatgen.io.ase import AseAtomsAdaptor
 
     return AseAtomsAdaptor.get_structure(obj)
+
+
+def niggli_or_keep(structure):
+    """The Niggli-reduced cell, as the training data were read; a degenerate cell as it is.
+
+    An unreduced cell of the same crystal lands elsewhere in the VAE's latent space, so
+    whatever encodes a generated structure reduces it first.
+    """
+    structure = _as_pymatgen(structure)
+    try:
+        return structure.get_reduced_structure()
+    except Exception:  # a degenerate cell: use it as it is
+        return structure

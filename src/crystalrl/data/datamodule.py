@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning as L
@@ -148,7 +147,3 @@ class CrystalDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False, self.eval_batch_size)
-
-
-def default_data_dir() -> str:
-    return os.environ.get("CRYSTALRL_DATA_DIR", "data")

@@ -151,6 +151,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CRYSTALRL_CACHE_DIR", Path.home() / ".cache" / "crystalrl"))
 
 
+def default_data_dir() -> Path:
+    """The folder holding the dataset folders (``mp_20``, ...): ``$CRYSTALRL_DATA_DIR``.
+
+    The one place this default lives, so training data and reference data agree on it.
+    """
+    return Path(os.environ.get("CRYSTALRL_DATA_DIR", "data"))
+
+
 def read_split(
     path: str | os.PathLike,
     max_atoms: int = 20,

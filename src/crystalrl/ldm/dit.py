@@ -1,9 +1,9 @@
 """DiT denoiser over a set of per-atom latents (after facebookresearch/DiT, for sets).
 
 Tokens are atoms, not image patches: there is no positional embedding (a crystal's atoms
-have no order) and padded atoms are masked out of attention. The timestep and an
-optional condition modulate every block through adaLN-Zero, so at initialisation each
-block is the identity and the model predicts zero noise.
+have no order) and padded atoms are masked out of attention. The timestep modulates
+every block through adaLN-Zero, so at initialisation each block is the identity and the
+model predicts zero noise.
 
 When the last six channels of a token are its position (sin and cos of 2π times each
 fractional coordinate, see ``LDMModule(position_scale=...)``), ``pair_freqs`` > 0 adds a
@@ -51,32 +51,6 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.timestep_embedding(t, self.frequency_embedding_size))
-
-
-class ConditionEmbedder(nn.Module):
-    """Embeds a real-valued condition vector; a learned null vector stands for "no condition".
-
-    During training the condition is dropped with probability ``dropout_prob`` so the same
-    model also learns the unconditional distribution (classifier-free guidance).
-    """
-
-    def __init__(self, cond_dim: int, hidden_size: int, dropout_prob: float = 0.1):
-        super().__init__()
-        self.proj = nn.Sequential(
-            nn.Linear(cond_dim, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
-        )
-        self.null = nn.Parameter(torch.zeros(hidden_size))
-        self.dropout_prob = dropout_prob
-
-    def forward(self, cond: torch.Tensor | None, batch_size: int, drop: torch.Tensor | None = None):
-        if cond is None:
-            return self.null.expand(batch_size, -1)
-        emb = self.proj(cond.float())
-        if drop is None and self.training and self.dropout_prob > 0:
-            drop = torch.rand(batch_size, device=emb.device) < self.dropout_prob
-        if drop is not None:
-            emb = torch.where(drop[:, None], self.null.expand_as(emb), emb)
-        return emb
 
 
 class PairBias(nn.Module):
@@ -223,8 +197,6 @@ class DiT(nn.Module):
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         learn_sigma: bool = False,
-        cond_dim: int = 0,
-        cond_dropout_prob: float = 0.1,
         pair_freqs: int = 0,
         pair_rbf: int = 0,
         lattice_scale: float = 0.0,
@@ -239,9 +211,6 @@ class DiT(nn.Module):
         self.out_channels = 2 * latent_dim if learn_sigma else latent_dim
         self.x_embedder = nn.Linear(latent_dim, hidden_size)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = (
-            ConditionEmbedder(cond_dim, hidden_size, cond_dropout_prob) if cond_dim > 0 else None
-        )
         self.blocks = nn.ModuleList(
             [DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)]
         )
@@ -279,14 +248,10 @@ class DiT(nn.Module):
         x: torch.Tensor,
         t: torch.Tensor,
         mask: torch.Tensor,
-        cond: torch.Tensor | None = None,
-        drop_cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x (B, N, latent_dim), t (B,), mask (B, N) True at real atoms -> (B, N, out)."""
         h = self.x_embedder(x)
         c = self.t_embedder(t)
-        if self.y_embedder is not None:
-            c = c + self.y_embedder(cond, x.shape[0], drop_cond)
         # additive mask: padded keys get -inf; every row keeps >= 1 real key
         attn_mask = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
         attn_mask = attn_mask.masked_fill(~mask, float("-inf"))[:, None, None, :]
@@ -302,30 +267,6 @@ class DiT(nn.Module):
             for i, block in enumerate(self.blocks):
                 h = block(h, c, attn_mask + bias[:, i])
         return self.final_layer(h, c) * mask.unsqueeze(-1)
-
-    def forward_with_cfg(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        mask: torch.Tensor,
-        cond: torch.Tensor,
-        cfg_scale: float,
-    ) -> torch.Tensor:
-        """Classifier-free guidance: eps = eps_uncond + s·(eps_cond − eps_uncond)."""
-        b = x.shape[0]
-        both = self.forward(
-            torch.cat([x, x]),
-            torch.cat([t, t]),
-            torch.cat([mask, mask]),
-            torch.cat([cond, cond]),
-            drop_cond=torch.cat(
-                [torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]
-            ).to(x.device),
-        )
-        cond_out, uncond_out = both[:b], both[b:]
-        eps_c, rest = cond_out[..., : self.latent_dim], cond_out[..., self.latent_dim :]
-        eps_u = uncond_out[..., : self.latent_dim]
-        return torch.cat([eps_u + cfg_scale * (eps_c - eps_u), rest], dim=-1)
 
 
 #: Paper-sized configurations (DiT-S/B/L widths and depths).

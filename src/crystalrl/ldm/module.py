@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -29,12 +29,23 @@ from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler
 from crystalrl.ldm.dit import DIT_CONFIGS, DiT
 from crystalrl.ldm.tokens import channels_to_lattice, lattice_channels, position_channels
+from crystalrl.training import ANY_VALUE, drop_retired
 from crystalrl.vae.model import circle_to_frac
 from crystalrl.vae.module import VAEModule, augment, init_args, load_vae
+
+#: DiT options that nothing switched on (class-conditioning): checkpoints store them off.
+RETIRED_DENOISER_ARGS = {"cond_dim": 0, "cond_dropout_prob": ANY_VALUE}
 
 
 class LDMModule(L.LightningModule):
     """DiT + Gaussian diffusion over the per-atom latents of a frozen VAE."""
+
+    #: Options of a finished negative experiment (half of each batch at t < 100; README,
+    #: "Where atoms go"), dropped from older checkpoints when they load.
+    RETIRED_HPARAMS: ClassVar[dict[str, Any]] = {
+        "low_noise_fraction": 0.0,
+        "low_noise_max_t": ANY_VALUE,
+    }
 
     def __init__(
         self,
@@ -50,30 +61,30 @@ class LDMModule(L.LightningModule):
         num_atoms_distribution: list[float] | None = None,
         vae_hparams: dict[str, Any] | None = None,
         latent_std: float | None = None,
-        low_noise_fraction: float = 0.0,
-        low_noise_max_t: int = 100,
         position_scale: float = 0.0,
         lattice_scale: float = 0.0,
         precompute_latents: bool = False,
     ):
-        """``low_noise_fraction`` of each batch draws its timestep from [0, low_noise_max_t)
-        instead of [0, T): the last few denoising steps decide where atoms land, and with
-        uniform timesteps they get only a tenth of the updates.
-
-        ``position_scale`` > 0 appends position channels and ``lattice_scale`` > 0 lattice
+        """``position_scale`` > 0 appends position channels and ``lattice_scale`` > 0 lattice
         channels to every token (see the module docstring and :mod:`crystalrl.ldm.tokens`).
         ``precompute_latents`` encodes the training split once when fitting starts instead
         of every batch (the encoder is then ~60 % of a step's time); the translation
         augmentation then moves the position channels only, so it needs them."""
         super().__init__()
         self.save_hyperparameters(init_args(locals()))
-        denoiser = dict(denoiser or {})
+        denoiser = drop_retired(denoiser or {}, RETIRED_DENOISER_ARGS, "denoiser")
         preset = denoiser.pop("preset", None)
         if preset:
             denoiser = {**denoiser, **DIT_CONFIGS[preset]}
         diffusion = dict(diffusion or {})
         # the VAE's architecture is stored so a checkpoint rebuilds it without the VAE file
-        vae = load_vae(vae_ckpt_path) if vae_ckpt_path else VAEModule(**(vae_hparams or {}))
+        vae = (
+            load_vae(vae_ckpt_path)
+            if vae_ckpt_path
+            else VAEModule(
+                **drop_retired(vae_hparams or {}, VAEModule.RETIRED_HPARAMS, "VAEModule")
+            )
+        )
         self.hparams.update(denoiser=denoiser, diffusion=diffusion, vae_hparams=dict(vae.hparams))
         self.vae = vae
         self.vae.requires_grad_(False)
@@ -204,9 +215,6 @@ class LDMModule(L.LightningModule):
         else:
             z0 = self.encode(batch)
         t = torch.randint(0, self.diffusion.num_timesteps, (len(batch),), device=z0.device)
-        if self.hparams.low_noise_fraction > 0:
-            low = torch.rand(len(batch), device=z0.device) < self.hparams.low_noise_fraction
-            t = torch.where(low, t % self.hparams.low_noise_max_t, t)
         losses = self.diffusion.training_losses(self.model_fn(), z0, batch.mask, t)
         loss = losses["loss"].mean()
         self.log_dict({f"train/{k}": v.mean() for k, v in losses.items()}, batch_size=len(batch))
@@ -280,6 +288,7 @@ def load_ldm(path: str, map_location: str = "cpu") -> LDMModule:
         hp = dict(ckpt["ldm_hyper_parameters"])
         state = {k[4:]: v for k, v in state.items() if k.startswith("ldm.")}
     hp["vae_ckpt_path"] = None  # the VAE's weights are inside this checkpoint
+    hp = drop_retired(hp, LDMModule.RETIRED_HPARAMS, "LDMModule")
     known = inspect.signature(LDMModule.__init__).parameters
     module = LDMModule(**{k: v for k, v in hp.items() if k in known})
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

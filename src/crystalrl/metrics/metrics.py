@@ -1,17 +1,10 @@
 """Named metrics of a set of generated structures, each computed once and shared.
 
-Metrics depend on each other (``MSUN`` needs ``unique``, ``novel`` and ``is_metastable``;
-both diversity metrics need the VAE ``features``) and rewards reuse them, so they live in
-a registry with declared dependencies: :meth:`Metrics.compute` resolves the graph and
-evaluates every needed metric exactly once per call. Each metric also declares which
-parts of the reference it uses, so setting up for, say, ``unique`` alone loads nothing.
-
-"Stable" is E_hull ≤ 0 up to ``stable_tolerance`` (1e-5 eV/atom): the potential's energies
-are float32, so a structure exactly on the hull, re-evaluated in another cell, lands a few
-1e-7 eV/atom to either side of it.
-
-Failed structures (``None``) are neither unique, novel nor valid, have NaN energy and
-E_hull, and count in the denominators of every rate.
+:class:`Metrics` evaluates the requested metrics of the registry (:mod:`.registry`, filled
+by :mod:`.definitions`) against a reference, resolving their dependencies so each is
+computed exactly once per batch, and loads only the reference parts they use. Reward
+components read a batch's values as a :class:`~crystalrl.metrics.results.MetricResults`
+(:meth:`Metrics.snapshot`); evaluation reads the table and the summary.
 """
 
 from __future__ import annotations
@@ -19,16 +12,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from crystalrl.metrics.reference import Reference, get_reference
+import crystalrl.metrics.definitions  # noqa: F401  (fills the registry)
+from crystalrl.metrics.registry import REGISTRY
+from crystalrl.metrics.results import MetricResults
+from crystalrl.reference import Reference, get_reference
 
 log = logging.getLogger("crystalrl")
 
@@ -40,41 +34,6 @@ DEFAULT_METRICS = (
     "structure_diversity",
     "composition_diversity",
 )
-#: Reference parts a metric may use; loaded by :meth:`Metrics.setup`.
-REFERENCE_PARTS = ("structures", "hull", "energy_model", "vae", "features")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    fn: Callable[[Metrics], Any]
-    needs: tuple[str, ...] = ()
-    uses: tuple[str, ...] = ()
-    implies: tuple[str, ...] = ()  # computed along with it (is_stable with e_above_hull)
-    column: bool = True  # a per-structure array that goes in the results table
-
-
-_REGISTRY: dict[str, MetricSpec] = {}
-
-
-def register_metric(
-    name: str,
-    needs: Sequence[str] = (),
-    uses: Sequence[str] = (),
-    implies: Sequence[str] = (),
-    column: bool = True,
-):
-    """Register ``fn(metrics) -> value`` under ``name``; ``needs`` are computed first."""
-
-    def wrap(fn):
-        _REGISTRY[name] = MetricSpec(name, fn, tuple(needs), tuple(uses), tuple(implies), column)
-        return fn
-
-    return wrap
-
-
-def available_metrics() -> list[str]:
-    return sorted(_REGISTRY)
 
 
 class Metrics:
@@ -98,10 +57,10 @@ class Metrics:
         reference_options: dict | None = None,
     ):
         names = list(metrics) if metrics is not None else list(DEFAULT_METRICS)
-        unknown = [n for n in names if n not in _REGISTRY]
+        unknown = [n for n in names if n not in REGISTRY]
         if unknown:
             raise ValueError(
-                f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(_REGISTRY)}"
+                f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(REGISTRY)}"
             )
         self.metrics = self._with_derived(names)
         self._reference_arg = reference
@@ -126,7 +85,7 @@ class Metrics:
         """Add what a request implies: E_hull -> stability flags; U+N+stability -> (M)SUN."""
         out = list(dict.fromkeys(names))
         for name in list(out):
-            for extra in _REGISTRY[name].implies:
+            for extra in REGISTRY[name].implies:
                 if extra not in out:
                     out.append(extra)
         if {"unique", "novel", "is_metastable"} <= set(out) and "MSUN" not in out:
@@ -144,7 +103,7 @@ class Metrics:
             if name in seen:
                 return
             seen.add(name)
-            spec = _REGISTRY[name]
+            spec = REGISTRY[name]
             parts.update(spec.uses)
             for dep in spec.needs:
                 visit(dep)
@@ -187,7 +146,7 @@ class Metrics:
         return self
 
     def _uses_closure(self, name: str) -> set[str]:
-        spec = _REGISTRY[name]
+        spec = REGISTRY[name]
         out = set(spec.uses)
         for dep in spec.needs:
             out |= self._uses_closure(dep)
@@ -215,7 +174,7 @@ class Metrics:
         self.timings = {k: v for k, v in self.timings.items() if k == "setup"}
         for name in self.metrics:
             self.get(name)
-        for name, spec in list(_REGISTRY.items()):
+        for name, spec in list(REGISTRY.items()):
             if name in self.results and spec.column:
                 self.results[f"avg_{name}"] = _average(self.results[name])
         return self.results
@@ -223,7 +182,7 @@ class Metrics:
     def get(self, name: str) -> Any:
         """The value of one metric for the current structures, computing it if needed."""
         if name not in self.results:
-            spec = _REGISTRY[name]
+            spec = REGISTRY[name]
             for dep in spec.needs:
                 self.get(dep)
             start = time.perf_counter()
@@ -244,6 +203,22 @@ class Metrics:
             self._formulas = [reduced_formula(s) for s in self.structures]
         return self._formulas
 
+    def snapshot(self) -> MetricResults:
+        """The current batch's values as the typed, read-only record reward components read.
+
+        Holds only what was computed: the reference is included when a metric used it, the
+        reference features when the batch's ``features`` were computed.
+        """
+        ref = self._reference_arg if isinstance(self._reference_arg, Reference) else None
+        features = "features" in self.results
+        return MetricResults.from_values(
+            self.results,
+            formulas=tuple(self.formulas),
+            reference=ref,
+            reference_features=self.reference_features() if features else None,
+            averages={k: float(v) for k, v in self.results.items() if k.startswith("avg_")},
+        )
+
     # ------------------------------------------------------------------ output
     def to_dataframe(self) -> pd.DataFrame:
         """One row per structure: formula and every per-structure metric."""
@@ -252,7 +227,7 @@ class Metrics:
             "valid": self.valid,
         }
         for name in self.metrics:
-            if _REGISTRY[name].column and name in self.results:
+            if REGISTRY[name].column and name in self.results:
                 columns[name] = self.results[name]
         for name in ("energy",):
             if name in self.results:
@@ -266,7 +241,7 @@ class Metrics:
             if name not in self.results:
                 continue
             value = self.results[name]
-            if _REGISTRY[name].column:
+            if REGISTRY[name].column:
                 out[f"avg_{name}"] = float(self.results[f"avg_{name}"])
             elif isinstance(value, int | float | np.floating):
                 out[name] = float(value)
@@ -286,183 +261,3 @@ def _average(values: Any) -> float:
     if arr.size == 0 or np.all(np.isnan(arr)):
         return math.nan
     return float(np.nanmean(arr))
-
-
-# ====================================================================== the metrics
-@register_metric("unique")
-def _unique(m: Metrics) -> np.ndarray:
-    from crystalrl.metrics.novelty import unique_flags
-
-    return unique_flags(m.structures, m.formulas, m.match_timeout, m.num_workers)
-
-
-@register_metric("novel", uses=("structures",))
-def _novel(m: Metrics) -> np.ndarray:
-    from crystalrl.metrics.novelty import novel_flags
-
-    ref = m.reference
-    return novel_flags(
-        m.structures, ref.structures_with_formula, m.formulas, m.match_timeout, m.num_workers
-    )
-
-
-@register_metric("energy", uses=("energy_model",))
-def _energy(m: Metrics) -> np.ndarray:
-    """Energy per atom from the reference's potential (the hull's own).
-
-    Collapsed cells get NaN without being passed to the potential (see
-    :func:`~crystalrl.metrics.validity.cell_collapsed`); overlapping atoms in a cell of
-    normal size are evaluated, and their high energy is what tells the RL stage apart.
-    """
-    from crystalrl.metrics.validity import cell_collapsed
-
-    valid = np.array([not cell_collapsed(s) for s in m.structures], dtype=bool)
-    out = np.full(len(m.structures), np.nan)
-    idx = np.flatnonzero(valid)
-    if len(idx):
-        out[idx] = m.reference.energy_model.energies([m.structures[i] for i in idx])
-    return out
-
-
-@register_metric(
-    "e_above_hull", needs=("energy",), uses=("hull",), implies=("is_metastable", "is_stable")
-)
-def _e_above_hull(m: Metrics) -> np.ndarray:
-    hull = m.reference.hull
-    comps = [None if s is None else s.composition for s in m.structures]
-    return hull.e_above_hull_many(comps, m.results["energy"])
-
-
-@register_metric("is_metastable", needs=("e_above_hull",))
-def _is_metastable(m: Metrics) -> np.ndarray:
-    e = m.results["e_above_hull"]
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(e), False, e <= m.metastable_threshold)
-
-
-@register_metric("is_stable", needs=("e_above_hull",))
-def _is_stable(m: Metrics) -> np.ndarray:
-    e = m.results["e_above_hull"]
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(e), False, e <= m.stable_tolerance)
-
-
-@register_metric("MSUN", needs=("unique", "novel", "is_metastable"))
-def _msun(m: Metrics) -> np.ndarray:
-    r = m.results
-    return r["unique"] & r["novel"] & r["is_metastable"]
-
-
-@register_metric("SUN", needs=("unique", "novel", "is_stable"))
-def _sun(m: Metrics) -> np.ndarray:
-    r = m.results
-    return r["unique"] & r["novel"] & r["is_stable"]
-
-
-@register_metric("composition_validity")
-def _composition_validity(m: Metrics) -> np.ndarray:
-    from crystalrl.metrics.validity import composition_valid
-
-    return np.array([composition_valid(s) for s in m.structures], dtype=bool)
-
-
-@register_metric("structure_validity")
-def _structure_validity(m: Metrics) -> np.ndarray:
-    from crystalrl.metrics.validity import structure_valid
-
-    return np.array([structure_valid(s) for s in m.structures], dtype=bool)
-
-
-@register_metric("atomic_density")
-def _atomic_density(m: Metrics) -> np.ndarray:
-    """Atoms per Å³ (NaN for failed structures): the objective of ``rl_custom_reward``."""
-    from crystalrl.rewards.functions import atomic_density
-
-    out = np.full(len(m.structures), np.nan)
-    idx = np.flatnonzero(m.valid)
-    if len(idx):
-        out[idx] = atomic_density([m.structures[i] for i in idx])
-    return out
-
-
-@register_metric("geometry", column=False)
-def _geometry(m: Metrics) -> dict[str, np.ndarray]:
-    """Shortest distance, contact ratio and contact-physical flag of every structure."""
-    from crystalrl.metrics.geometry import geometry_arrays
-
-    return geometry_arrays(m.structures)
-
-
-@register_metric("shortest_distance", needs=("geometry",))
-def _shortest_distance(m: Metrics) -> np.ndarray:
-    return m.results["geometry"]["shortest_distance"]
-
-
-@register_metric("contact_ratio", needs=("geometry",))
-def _contact_ratio(m: Metrics) -> np.ndarray:
-    return m.results["geometry"]["contact_ratio"]
-
-
-@register_metric(
-    "physical",
-    needs=("geometry",),
-    implies=(
-        "median_shortest_distance",
-        "median_contact_ratio",
-        "shortest_distance",
-        "contact_ratio",
-    ),
-)
-def _physical(m: Metrics) -> np.ndarray:
-    """Contact ratio ≥ 0.7, as every MP-20 crystal; failed structures are not physical."""
-    return m.results["geometry"]["physical"]
-
-
-@register_metric("median_shortest_distance", needs=("geometry",), column=False)
-def _median_shortest_distance(m: Metrics) -> float:
-    return _median(m.results["geometry"]["shortest_distance"])
-
-
-@register_metric("median_contact_ratio", needs=("geometry",), column=False)
-def _median_contact_ratio(m: Metrics) -> float:
-    return _median(m.results["geometry"]["contact_ratio"])
-
-
-def _median(values: np.ndarray) -> float:
-    return math.nan if np.all(np.isnan(values)) else float(np.nanmedian(values))
-
-
-# the reference features are loaded with it: whoever needs features compares them with those
-@register_metric("features", uses=("vae", "features"), column=False)
-def _features(m: Metrics) -> dict:
-    """VAE features of the valid structures (rows follow ``np.flatnonzero(valid)``)."""
-    import torch
-
-    from crystalrl.vae.features import structure_features
-
-    idx = np.flatnonzero(m.valid)
-    if not len(idx):
-        d = m.vae.vae.latent_dim, m.vae.vae.d_model
-        return {"structure": torch.zeros(0, d[0]), "composition": torch.zeros(0, d[1])}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        feats = structure_features(m.vae, [m.structures[i] for i in idx])
-    return {k: v.detach().float().cpu() for k, v in feats.items()}
-
-
-@register_metric("structure_diversity", needs=("features",), uses=("features",), column=False)
-def _structure_diversity(m: Metrics) -> float:
-    from crystalrl.metrics.diversity import diversity_score
-
-    return diversity_score(
-        m.results["features"]["structure"], m.reference_feature_stats("structure")
-    )
-
-
-@register_metric("composition_diversity", needs=("features",), uses=("features",), column=False)
-def _composition_diversity(m: Metrics) -> float:
-    from crystalrl.metrics.diversity import diversity_score
-
-    return diversity_score(
-        m.results["features"]["composition"], m.reference_feature_stats("composition")
-    )

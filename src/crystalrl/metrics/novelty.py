@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from crystalrl.metrics.matching import fit, matcher
 from crystalrl.metrics.parallel import map_with_timeout
 
 
@@ -31,28 +32,15 @@ def reduced_formula(structure) -> str | None:
         return None
 
 
-def _matcher():
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    return StructureMatcher()  # default tolerances, as the benchmarks use
-
-
-def _fit(matcher, a, b) -> bool:
-    try:
-        return bool(matcher.fit(a, b))
-    except Exception:  # a degenerate generated cell is a miss, not a crash
-        return False
-
-
 def first_of_groups(bucket: list) -> list[bool]:
     """Greedy StructureMatcher grouping in order: True for the first member of each group."""
-    matcher = _matcher()
+    sm = matcher()
     representatives: list = []
     flags = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for s in bucket:
-            new = not any(_fit(matcher, r, s) for r in representatives)
+            new = not any(fit(sm, r, s) for r in representatives)
             if new:
                 representatives.append(s)
             flags.append(new)
@@ -62,10 +50,10 @@ def first_of_groups(bucket: list) -> list[bool]:
 def matches_none(item: tuple) -> bool:
     """True when ``structure`` matches none of ``candidates`` (stops at the first match)."""
     structure, candidates = item
-    matcher = _matcher()
+    sm = matcher()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return not any(_fit(matcher, c, structure) for c in candidates)
+        return not any(fit(sm, c, structure) for c in candidates)
 
 
 def unique_flags(

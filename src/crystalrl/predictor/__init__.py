@@ -1,4 +1,7 @@
-"""Property predictors on VAE features (used by PredictorReward and evaluation)."""
+"""Property predictors on frozen VAE features (what PredictorReward and evaluate's targets use).
+
+Imports data, vae and the training helpers; never ldm, rl, metrics or rewards.
+"""
 
 from crystalrl.predictor.module import PredictorModule, load_predictor
 

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from crystalrl.data.batch import CrystalBatch
+from crystalrl.training import SharedStepHooks, load_module
 from crystalrl.vae.module import VAEModule, init_args, load_vae
 
 
-class PredictorModule(L.LightningModule):
+class PredictorModule(SharedStepHooks, L.LightningModule):
     """Targets are learned normalised by ``target_mean``/``target_std`` (one per name)."""
 
     def __init__(
@@ -103,23 +104,7 @@ class PredictorModule(L.LightningModule):
         )
         return loss
 
-    def training_step(self, batch: CrystalBatch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: CrystalBatch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: CrystalBatch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def configure_optimizers(self):
-        from crystalrl.training import build_optimizer
-
-        return build_optimizer(self, self.hparams)
-
 
 def load_predictor(path: str, map_location: str = "cpu") -> PredictorModule:
     """A trained predictor in eval mode (Lightning or exported checkpoint)."""
-    from crystalrl.training import load_module
-
     return load_module(PredictorModule, path, map_location)

@@ -2,20 +2,22 @@
 
 A component turns a batch of generated structures into one raw reward per structure
 (higher = better). It names the shared metrics it needs (``required_metrics``) so the
-aggregator computes each of them once per batch, and it must never fail on a bad
+aggregator computes each of them once per batch, and reads them as fields of a
+:class:`~crystalrl.metrics.results.MetricResults`. It must never fail on a bad
 structure: a ``None`` (failed decode) or a structure the potential cannot handle gets the
 component's worst value.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from hydra.utils import get_method
 
+from crystalrl.metrics.results import MetricResults
 from crystalrl.rewards.normalize import check_normalize_fn, normalize
 
 
@@ -24,7 +26,7 @@ class RewardComponent:
 
     #: Key under which the raw reward is logged (``train/<name>``).
     name: str = "reward"
-    #: Metrics of :class:`crystalrl.metrics.Metrics` computed (once) before ``compute``.
+    #: Fields of :class:`MetricResults` computed (once per batch) before ``compute``.
     required_metrics: tuple[str, ...] = ()
 
     def __init__(
@@ -46,7 +48,7 @@ class RewardComponent:
     def setup(self, vae: Any = None, device: str | torch.device = "cpu") -> None:
         """Load what the component needs beyond shared metrics (a predictor, say)."""
 
-    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+    def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
         """Raw reward per structure, float32, shape (len(structures),), no NaN."""
         raise NotImplementedError
 
@@ -79,11 +81,8 @@ def _resolve_function(fn: Any) -> Callable:
     if callable(fn):
         return fn
     if isinstance(fn, str):
-        module, _, attr = fn.rpartition(".")
-        return getattr(importlib.import_module(module), attr)
+        return get_method(fn)
     if hasattr(fn, "get") and fn.get("_target_"):
-        from hydra.utils import get_method
-
         return get_method(fn["_target_"])
     raise TypeError(f"CustomReward fn must be a callable or a dotted path, got {fn!r}")
 
@@ -112,7 +111,7 @@ class CustomReward(RewardComponent):
         self.fn = _resolve_function(fn)
         self.fill_value = fill_value
 
-    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+    def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
         valid = _valid_mask(structures)
         good = [s for s in structures if s is not None]
         values = self.fn(good) if good else []
@@ -147,16 +146,17 @@ class CreativityReward(RewardComponent):
         self.k = k
         self._reference_amds = AMDCache(k)
 
-    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+    def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
         from crystalrl.metrics.amd_distance import amd_vector, nearest_nonzero_distance
 
-        unique = np.asarray(metrics.get("unique"), dtype=bool)
-        novel = np.asarray(metrics.get("novel"), dtype=bool)
-        formulas = metrics.formulas
+        results = metrics or MetricResults()
+        unique = np.asarray(results.require("unique"), dtype=bool)
+        novel = np.asarray(results.require("novel"), dtype=bool)
+        formulas = results.formulas
         rewards = np.where(unique & novel, 1.0, 0.0)
         partial = np.flatnonzero(unique ^ novel)
         if len(partial):
-            reference = metrics.reference
+            reference = results.require("reference")
             batch_amds: dict[int, np.ndarray | None] = {}
             by_formula: dict[str, list[int]] = {}
             for j, f in enumerate(formulas):
@@ -205,8 +205,9 @@ class EnergyReward(RewardComponent):
             raise ValueError(f"EnergyReward max_e_above_hull must be > 0, got {max_e_above_hull}")
         self.cap = float(max_e_above_hull)
 
-    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
-        e = torch.as_tensor(np.asarray(metrics.get("e_above_hull"), dtype=np.float64))
+    def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
+        e_hull = (metrics or MetricResults()).require("e_above_hull")
+        e = torch.as_tensor(np.asarray(e_hull, dtype=np.float64))
         e = e.nan_to_num(nan=self.cap, posinf=self.cap, neginf=0.0)
         return -e.clamp(0.0, self.cap).float()
 
@@ -218,17 +219,15 @@ class _DiversityReward(RewardComponent):
     required_metrics = ("features",)
     feature: str = ""
 
-    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
+    def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
         from crystalrl.metrics.diversity import mmd_individual
 
+        results = metrics or MetricResults()
         valid = _valid_mask(structures)
-        gen = metrics.get("features")[self.feature]
-        ref = self._reference(metrics)
+        gen = results.require("features")[self.feature]
+        ref = results.require("reference_features")[self.feature]
         values = mmd_individual(gen, ref).double().numpy() if len(gen) else np.zeros(0)
         return fill_invalid(values, valid)
-
-    def _reference(self, metrics: Any) -> torch.Tensor:
-        return metrics.reference_features()[self.feature]
 
 
 class StructureDiversityReward(_DiversityReward):
@@ -280,20 +279,23 @@ class PredictorReward(RewardComponent):
     def setup(self, vae: Any = None, device: str | torch.device = "cpu") -> None:
         self.device = device
         if isinstance(self.predictor, str):
-            self.predictor = load_predictor(self.predictor, device)
+            from crystalrl.hub import resolve
+            from crystalrl.predictor import load_predictor
+
+            self.predictor = load_predictor(resolve(self.predictor), map_location=str(device))
         if hasattr(self.predictor, "eval"):
             self.predictor.eval()
 
     @torch.no_grad()
-    def compute(self, structures: Sequence, metrics: Any = None) -> torch.Tensor:
-        from crystalrl.data.batch import CrystalBatch
+    def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
+        from crystalrl.data.batch import CrystalBatch, niggli_or_keep
 
         if isinstance(self.predictor, str):
             self.setup(device=self.device)
         valid = _valid_mask(structures)
         good = [s for s in structures if s is not None]
         if self.niggli:
-            good = [_niggli(s) for s in good]
+            good = [niggli_or_keep(s) for s in good]
         preds = []
         for i in range(0, len(good), self.batch_size):
             batch = CrystalBatch.from_structures(good[i : i + self.batch_size], torch.float32)
@@ -304,29 +306,3 @@ class PredictorReward(RewardComponent):
             pred = pred.clamp(min=self.clip_min, max=self.clip_max)
         reward = -((pred - self.target_value) ** 2) if self.target_value is not None else pred
         return fill_invalid(reward.numpy(), valid)
-
-
-def _niggli(structure):
-    try:
-        return structure.get_reduced_structure()
-    except Exception:  # a degenerate cell: predict on it as it is
-        return structure
-
-
-def load_predictor(path: str, device: str | torch.device = "cpu") -> Any:
-    """A property predictor from a checkpoint path or registry name.
-
-    Delegates to ``crystalrl.predictor.load_predictor``; until that stage exists, pass a
-    predictor object instead.
-    """
-    from crystalrl.hub import resolve
-
-    try:
-        module = importlib.import_module("crystalrl.predictor")
-        loader = module.load_predictor
-    except (ImportError, AttributeError) as exc:
-        raise NotImplementedError(
-            "loading a predictor from a checkpoint needs crystalrl.predictor.load_predictor, "
-            "which this version does not have; pass an object with predict(batch) instead"
-        ) from exc
-    return loader(resolve(path), map_location=str(device))

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from crystalrl.metrics.density import atomic_density
 
-def atomic_density(structures: Sequence) -> list[float]:
-    """Atoms per Å³: rewards denser packing (the atomic-density tutorial's objective)."""
-    return [len(s) / s.lattice.volume for s in structures]
+__all__ = ["atomic_density", "valid_atomic_density"]
 
 
 def valid_atomic_density(structures: Sequence) -> list[float]:

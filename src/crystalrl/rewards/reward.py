@@ -6,19 +6,23 @@ the reference data are loaded in :meth:`ReinforceReward.setup`, only the parts t
 metrics use: a reward made only of a :class:`CustomReward` loads nothing at all.
 ``normalize_fn``/``eps`` are what the RL stage applies to the totals within each group
 (:func:`crystalrl.rewards.normalize.normalize`).
+
+:class:`RewardFunction` is all the RL stage relies on, so a reward need not be a
+:class:`ReinforceReward`; :func:`as_reward_function` lets a plain function stand in.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from crystalrl.metrics.results import MetricResults
 from crystalrl.rewards.components import RewardComponent
-from crystalrl.rewards.normalize import check_normalize_fn, normalize
+from crystalrl.rewards.normalize import check_normalize_fn
 
 
 class RewardError(ValueError):
@@ -41,6 +45,77 @@ class RewardOutput:
     metrics: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, value: Any) -> RewardOutput:
+        """Whatever a reward callable returned, as the one type the RL stage reads.
+
+        Accepts a :class:`RewardOutput`, any object with a ``total`` and optionally the
+        other fields (a namespace a user's reward class builds), or the totals alone (a
+        tensor or a sequence of numbers, what a plain function returns).
+        """
+        if isinstance(value, RewardOutput):
+            return value
+        if hasattr(value, "total"):
+            parts = {f.name: getattr(value, f.name) for f in fields(cls) if hasattr(value, f.name)}
+            out = cls(**{k: v for k, v in parts.items() if v is not None})
+        else:
+            out = cls(total=value)
+        out.total = torch.as_tensor(out.total, dtype=torch.float32).reshape(-1)
+        out.components, out.weighted = dict(out.components), dict(out.weighted)
+        out.metrics, out.timings = dict(out.metrics), dict(out.timings)
+        return out
+
+
+@runtime_checkable
+class RewardFunction(Protocol):
+    """What the RL stage needs of a reward (system spec, "Stage 3", step 3).
+
+    Called on a batch of structures (``None`` for failed decodes), it returns their
+    rewards (read through :meth:`RewardOutput.of`); ``normalize_fn`` and ``eps`` are how
+    the RL stage turns those totals into advantages within each group. A
+    ``setup(vae=..., device=...)`` method, if present, is called once before training with
+    the frozen VAE.
+    """
+
+    normalize_fn: str | None
+    eps: float
+
+    def __call__(self, structures: Sequence) -> RewardOutput: ...
+
+
+class FunctionReward:
+    """A callable without the :class:`RewardFunction` attributes used as the reward.
+
+    Its return value is read by :meth:`RewardOutput.of`; advantages are normalised with
+    ``std`` unless the callable says otherwise, as before the contract was written down.
+    """
+
+    def __init__(self, fn: Callable, normalize_fn: str | None = "std", eps: float = 1e-4):
+        self.fn = fn
+        self.normalize_fn = check_normalize_fn(normalize_fn)
+        self.eps = float(eps)
+
+    def __repr__(self) -> str:
+        return f"FunctionReward({self.fn!r}, normalize_fn={self.normalize_fn!r})"
+
+    def setup(self, vae: Any = None, device: str | torch.device = "cpu") -> None:
+        if callable(setup := getattr(self.fn, "setup", None)):
+            setup(vae=vae, device=device)
+
+    def __call__(self, structures: Sequence) -> RewardOutput:
+        return RewardOutput.of(self.fn(structures))
+
+
+def as_reward_function(reward: Any) -> RewardFunction:
+    """``reward`` itself when it meets :class:`RewardFunction`, else a plain callable wrapped."""
+    if isinstance(reward, RewardFunction):
+        return reward
+    if callable(reward):
+        return FunctionReward(
+            reward, getattr(reward, "normalize_fn", "std"), getattr(reward, "eps", 1e-4)
+        )
+    raise RewardError(f"the reward function must be callable on structures, got {reward!r}")
+
 
 def _instantiate(component: Any) -> RewardComponent:
     if isinstance(component, RewardComponent):
@@ -55,11 +130,18 @@ def _instantiate(component: Any) -> RewardComponent:
 
 
 class ReinforceReward:
-    """Weighted, normalised sum of reward components, with shared metrics."""
+    """Weighted, normalised sum of reward components, with shared metrics.
+
+    ``components`` is a mapping from name to component (what the configs write, so that
+    one component can be changed by name: ``components.energy.max_e_above_hull=10``; a
+    ``None`` entry drops that component) or a list, whose components are named by their
+    ``name``. The names are the keys of :attr:`RewardOutput.components`, logged as
+    ``train/<name>``.
+    """
 
     def __init__(
         self,
-        components: Sequence[Any],
+        components: Mapping[str, Any] | Sequence[Any],
         normalize_fn: str | None = "std",
         eps: float = 1e-4,
         reference_dataset: str | None = "mp-20",
@@ -68,7 +150,7 @@ class ReinforceReward:
         num_workers: int | None = None,
         reference_options: dict | None = None,
     ):
-        self.components = [_instantiate(c) for c in components]
+        self.components, self.names = _named_components(components)
         if not self.components:
             raise RewardError("a reward needs at least one component")
         self.normalize_fn = check_normalize_fn(normalize_fn)
@@ -78,7 +160,6 @@ class ReinforceReward:
         self.match_timeout = match_timeout
         self.num_workers = num_workers
         self.reference_options = dict(reference_options or {})
-        self.names = _unique_names([c.name for c in self.components])
         self.metrics = None
         self.vae = None
         self.device: str | torch.device = "cpu"
@@ -115,10 +196,6 @@ class ReinforceReward:
         self._ready = True
         return self
 
-    def normalize(self, rewards: torch.Tensor) -> torch.Tensor:
-        """The global normalisation (what the RL stage applies per group)."""
-        return normalize(rewards, self.normalize_fn, self.eps)
-
     def __call__(self, structures: Sequence | Any) -> RewardOutput:
         """Rewards of a batch: pymatgen structures, ``None`` for failed decodes (or a
         :class:`~crystalrl.data.batch.CrystalBatch`)."""
@@ -128,20 +205,19 @@ class ReinforceReward:
         if not self._ready:
             self.setup(self.vae, self.device)
         timings: dict[str, float] = {}
-        averages: dict[str, float] = {}
+        results = MetricResults()
         if self.metrics is not None:
             self.metrics.compute(structures)
             timings.update(
                 {f"metric/{k}": v for k, v in self.metrics.timings.items() if k != "setup"}
             )
-            averages = {
-                k: float(v) for k, v in self.metrics.results.items() if k.startswith("avg_")
-            }
+            results = self.metrics.snapshot()
+        averages = dict(results.averages)
         total = torch.zeros(len(structures), dtype=torch.float32)
         raw_out, weighted_out = {}, {}
         for name, component in zip(self.names, self.components, strict=True):
             start = time.perf_counter()
-            raw = component.compute(structures, self.metrics)
+            raw = component.compute(structures, results)
             timings[f"component/{name}"] = time.perf_counter() - start
             raw = torch.as_tensor(raw, dtype=torch.float32).reshape(-1).cpu()
             if raw.shape[0] != len(structures):
@@ -164,6 +240,24 @@ class ReinforceReward:
             bad = [n for n, c in weighted_out.items() if not torch.isfinite(c).all()]
             raise RewardError(f"NaN total reward from component(s) {', '.join(bad) or '?'}")
         return RewardOutput(total, raw_out, weighted_out, averages, timings)
+
+
+def _named_components(
+    components: Mapping[str, Any] | Sequence[Any],
+) -> tuple[list[RewardComponent], list[str]]:
+    """The components in order and their logging names."""
+    if isinstance(components, Mapping):
+        named = [(str(k), _instantiate(c)) for k, c in components.items() if c is not None]
+        for name, component in named:
+            component.name = name  # the key names it, also where the component is used alone
+        return [c for _, c in named], [n for n, _ in named]
+    if isinstance(components, str | bytes) or not isinstance(components, Sequence):
+        raise RewardError(
+            f"reward components must be a mapping of name to component or a list, "
+            f"got {components!r}"
+        )
+    built = [_instantiate(c) for c in components]
+    return built, _unique_names([c.name for c in built])
 
 
 def _unique_names(names: list[str]) -> list[str]:

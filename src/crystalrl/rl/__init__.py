@@ -1,0 +1,4 @@
+"""Stage 3: GRPO fine-tuning of the LDM toward a reward (loss in grpo.py, loop in module.py).
+
+The top of the pipeline: imports data, vae, ldm, rewards and the training helpers.
+"""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -22,7 +23,9 @@ import torch
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
+from crystalrl.rewards.reward import RewardFunction, RewardOutput, as_reward_function
 from crystalrl.rl.grpo import group_advantages, grpo_step_loss
+from crystalrl.training import build_scheduler
 from crystalrl.vae.module import encoder_mismatch, init_args, load_vae
 
 DEFAULT_RL_CONFIGS: dict[str, Any] = {
@@ -41,11 +44,17 @@ DEFAULT_RL_CONFIGS: dict[str, Any] = {
 DEFAULT_SAMPLING: dict[str, Any] = {
     "sampler": "ddim",
     "sampling_steps": 50,
-    "eta": 1.0,
-    "cfg_scale": 2.0,
-    "collect_trajectory": True,
-    "progress": False,
+    "eta": 1.0,  # ddim only: 1 draws DDPM-like noise, 0 is deterministic
 }
+
+
+def _with_defaults(name: str, given: dict[str, Any] | None, defaults: dict[str, Any]) -> dict:
+    """``given`` over ``defaults``; a key with no default is a typo or a seed option that
+    nothing here reads, and is refused rather than silently ignored."""
+    unknown = set(given or {}) - set(defaults)
+    if unknown:
+        raise KeyError(f"unknown {name} keys {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **(given or {})}
 
 
 class RLModule(L.LightningModule):
@@ -56,7 +65,7 @@ class RLModule(L.LightningModule):
         ldm_ckpt_path: str,
         vae_ckpt_path: str | None = None,
         rl_configs: dict[str, Any] | None = None,
-        reward_fn: Any = None,
+        reward_fn: RewardFunction | Callable[..., Any] | None = None,
         sampling_configs: dict[str, Any] | None = None,
         optimizer: Any = None,
         scheduler: Any = None,
@@ -67,13 +76,8 @@ class RLModule(L.LightningModule):
         hp = {k: v for k, v in init_args(locals()).items() if k not in ("reward_fn", "optimizer")}
         self.save_hyperparameters(hp)
         self.automatic_optimization = False
-        self.rl = {**DEFAULT_RL_CONFIGS, **(rl_configs or {})}
-        unknown = set(rl_configs or {}) - set(DEFAULT_RL_CONFIGS)
-        if unknown:
-            raise KeyError(
-                f"unknown rl_configs keys {sorted(unknown)}; known: {sorted(DEFAULT_RL_CONFIGS)}"
-            )
-        self.sampling = {**DEFAULT_SAMPLING, **(sampling_configs or {})}
+        self.rl = _with_defaults("rl_configs", rl_configs, DEFAULT_RL_CONFIGS)
+        self.sampling = _with_defaults("sampling_configs", sampling_configs, DEFAULT_SAMPLING)
         self.ldm = load_ldm(ldm_ckpt_path)
         if vae_ckpt_path:
             vae = load_vae(vae_ckpt_path)
@@ -91,12 +95,16 @@ class RLModule(L.LightningModule):
             self.ldm.ema = None
         self.ldm.vae.requires_grad_(False)
         self.hparams.ldm_hparams = dict(self.ldm.hparams)
-        self.reference = None
+        # kl_reference=initial: the KL is taken against this frozen copy of the starting
+        # denoiser instead of against the rollout policy
+        self.reference_denoiser: torch.nn.Module | None = None
         if self.rl["kl_reference"] == "initial":
-            self.reference = copy.deepcopy(self.ldm.denoiser).requires_grad_(False).eval()
+            self.reference_denoiser = copy.deepcopy(self.ldm.denoiser).requires_grad_(False).eval()
         elif self.rl["kl_reference"] != "rollout":
             raise ValueError("rl_configs.kl_reference must be 'rollout' or 'initial'")
-        self.reward_fn = reward_fn
+        self.reward_fn: RewardFunction | None = (
+            None if reward_fn is None else as_reward_function(reward_fn)
+        )
         self.optimizer_factory = optimizer
         self.sampler = self.ldm.make_sampler(
             self.sampling["sampler"], self.sampling["sampling_steps"], self.sampling["eta"]
@@ -124,11 +132,7 @@ class RLModule(L.LightningModule):
             if self.optimizer_factory is not None
             else torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
         )
-        sched_cfg = dict(self.hparams.scheduler or {})
-        if sched_cfg.get("name", "constant") == "cosine" and sched_cfg.get("total_steps"):
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(sched_cfg["total_steps"]))
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        sched = build_scheduler(opt, self.hparams.scheduler)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ rollout
@@ -150,7 +154,7 @@ class RLModule(L.LightningModule):
         t_roll = time.perf_counter()
         structures = crystals.to_structures()
         t_dec = time.perf_counter()
-        out = self.reward_fn(structures)
+        out = RewardOutput.of(self.reward_fn(structures))
         t_rew = time.perf_counter()
         self.timings = {
             "rollout": t_roll - start,
@@ -159,7 +163,7 @@ class RLModule(L.LightningModule):
         }
         # per metric and component, so a slow reward shows which part stalled (a
         # StructureMatcher bucket that runs into its timeout, a CHGNet graph of a collapsed cell)
-        self.timings.update({f"rewards/{k}": v for k, v in getattr(out, "timings", {}).items()})
+        self.timings.update({f"rewards/{k}": v for k, v in out.timings.items()})
         mask = traj["mask"]
         stds = traj["stds"]
         old = torch.stack(
@@ -182,7 +186,7 @@ class RLModule(L.LightningModule):
             "components": out.components,
             # batch averages of the reward's shared metrics (avg_MSUN, avg_unique, ...): the
             # paper's success measures, watched during training at no extra cost
-            "metrics": dict(getattr(out, "metrics", {}) or {}),
+            "metrics": out.metrics,
         }
 
     # ------------------------------------------------------------------ training
@@ -193,8 +197,8 @@ class RLModule(L.LightningModule):
         adv = group_advantages(
             rewards,
             g,
-            getattr(self.reward_fn, "normalize_fn", "std"),
-            float(getattr(self.reward_fn, "eps", 1e-4)),
+            self.reward_fn.normalize_fn,
+            float(self.reward_fn.eps),
             bool(self.rl["group_reward_norm"]),
         )
         start = time.perf_counter()
@@ -252,10 +256,10 @@ class RLModule(L.LightningModule):
                 )
                 new = gaussian_log_prob(x_next, mean, std, m)
                 ref = None
-                if self.reference is not None:
+                if self.reference_denoiser is not None:
                     with torch.no_grad():
                         rm, rs = self.sampler.step_distribution(
-                            self.policy_fn(self.reference), x, int(chain_index[k]), m
+                            self.policy_fn(self.reference_denoiser), x, int(chain_index[k]), m
                         )
                         ref = gaussian_log_prob(x_next, rm, rs, m)
                 out = grpo_step_loss(
@@ -299,6 +303,12 @@ class RLModule(L.LightningModule):
             self.log(f"val/{k}", float(v), batch_size=b)
 
     # ------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Runs saved while the frozen starting denoiser was called ``reference`` resume."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("reference.")]:
+            state["reference_denoiser." + key.removeprefix("reference.")] = state.pop(key)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record the LDM's hyper-parameters: :func:`load_ldm` then reads this file as an LDM."""
         checkpoint["ldm_hyper_parameters"] = dict(self.ldm.hparams)

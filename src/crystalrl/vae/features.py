@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from crystalrl.data.batch import CrystalBatch
+from crystalrl.data.batch import CrystalBatch, niggli_or_keep
 from crystalrl.vae.module import VAEModule
 
 
@@ -42,20 +42,10 @@ def structure_features(
     for i in range(0, len(structures), batch_size):
         chunk = list(structures[i : i + batch_size])
         if niggli:
-            chunk = [_reduced(s) for s in chunk]
+            chunk = [niggli_or_keep(s) for s in chunk]
         batch = CrystalBatch.from_structures(chunk, dtype=torch.float32)
         parts.append(batch_features(vae, batch))
     if not parts:
         d = vae.vae.latent_dim, vae.vae.d_model
         return {"structure": torch.zeros(0, d[0]), "composition": torch.zeros(0, d[1])}
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
-def _reduced(structure):
-    from crystalrl.data.batch import _as_pymatgen
-
-    structure = _as_pymatgen(structure)
-    try:
-        return structure.get_reduced_structure()
-    except Exception:  # a degenerate cell: use it as it is
-        return structure

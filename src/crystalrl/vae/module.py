@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 
 from crystalrl.data.batch import CrystalBatch
+from crystalrl.training import SharedStepHooks, load_module
 from crystalrl.vae.model import CrystalVAE, vae_loss
 
 #: Submodules of :class:`CrystalVAE` that map a crystal to its latent.
@@ -56,8 +57,12 @@ def init_args(local_vars: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
 
 
-class VAEModule(L.LightningModule):
+class VAEModule(SharedStepHooks, L.LightningModule):
     """Trains :class:`CrystalVAE`; the checkpoint is what ``${hub:mp_20_vae}`` points at."""
+
+    #: Options of a finished negative experiment (a decoder fine-tuned on noised latents;
+    #: README, "Where atoms go"), dropped from older checkpoints when they load.
+    RETIRED_HPARAMS: ClassVar[dict[str, Any]] = {"latent_noise": 0.0, "freeze_encoder": False}
 
     def __init__(
         self,
@@ -71,26 +76,13 @@ class VAEModule(L.LightningModule):
         coord_noise: float = 0.0,
         scheduler: dict[str, Any] | None = None,
         num_atoms_distribution: list[float] | None = None,
-        latent_noise: float = 0.0,
-        freeze_encoder: bool = False,
     ):
-        """``latent_noise`` > 0 adds Gaussian noise to the decoder's input latent, with a
-        standard deviation drawn per crystal from U(0, latent_noise) times the latents'
-        std. A diffusion model's samples land near, not on, the latents of real crystals,
-        and a decoder trained only on exact latents places atoms badly there (at 0.05 std
-        of noise the shipped mp_20_vae's CHGNet-metastable fraction falls from 64 % to 9 %).
-        ``freeze_encoder`` keeps the latent space, so an LDM trained on it stays valid
-        when the decoder is fine-tuned this way."""
         super().__init__()
         # explicit dict: Lightning's frame inspection would mix in the arguments of an
         # enclosing module's __init__ (an LDM builds its VAE inside its own __init__)
         self.save_hyperparameters(init_args(locals()))
         self.vae = CrystalVAE(**(model or {}))
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
-        if freeze_encoder:
-            for name, p in self.vae.named_parameters():
-                if name.split(".")[0] in ENCODER_PARTS:
-                    p.requires_grad_(False)
 
     def _step(self, batch: CrystalBatch, stage: str) -> torch.Tensor:
         if stage == "train":
@@ -99,10 +91,7 @@ class VAEModule(L.LightningModule):
             )
         else:
             inp = target = batch
-        if stage == "train" and self.hparams.latent_noise > 0:
-            out = self._noisy_latent_forward(inp)
-        else:
-            out = self.vae(inp, sample=stage == "train")
+        out = self.vae(inp, sample=stage == "train")
         losses = vae_loss(out, target, self.loss_weights)
         with torch.no_grad():
             mask = batch.mask
@@ -120,54 +109,7 @@ class VAEModule(L.LightningModule):
             on_epoch=True,
             on_step=stage == "train",
         )
-        if stage == "val" and self.hparams.latent_noise > 0:
-            # what a fine-tuned decoder is for: crystals from latents off by half the noise
-            noisy = vae_loss(
-                self._noisy_latent_forward(batch, 0.5 * self.hparams.latent_noise),
-                target,
-                self.loss_weights,
-            )
-            self.log("val/noisy_loss", noisy["loss"].detach(), batch_size=len(batch))
         return losses["loss"]
-
-    def _noisy_latent_forward(
-        self, batch: CrystalBatch, sigma: float | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Decode from a noised latent: std ``sigma`` (in units of the latents' std), or
-        one drawn per crystal from U(0, latent_noise)."""
-        vae = self.vae
-        with torch.set_grad_enabled(not self.hparams.freeze_encoder):
-            mu, logvar = vae.encode(batch)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        mask = batch.mask
-        scale = mu.detach()[mask].std()
-        if sigma is None:
-            sigma = torch.rand(len(batch), 1, 1, device=mu.device) * self.hparams.latent_noise
-        z = (z + sigma * scale * torch.randn_like(z)) * mask.unsqueeze(-1)
-        out = vae.decode(z, mask)
-        out.update(mu=mu, logvar=logvar, z=z)
-        return out
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.hparams.get("freeze_encoder"):  # no dropout in the frozen half
-            for name in ENCODER_PARTS:
-                getattr(self.vae, name).eval()
-        return self
-
-    def training_step(self, batch: CrystalBatch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: CrystalBatch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: CrystalBatch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def configure_optimizers(self):
-        from crystalrl.training import build_optimizer
-
-        return build_optimizer(self, self.hparams)
 
 
 def encoder_mismatch(
@@ -176,7 +118,7 @@ def encoder_mismatch(
     """The first encoder weight in which two :class:`CrystalVAE` state dicts differ, or None.
 
     A diffusion model is only meaningful with a decoder of the latent space it was trained
-    in, which the encoder defines; a decoder fine-tuned with a frozen encoder qualifies.
+    in, which the encoder defines; a decoder fine-tuned with its encoder frozen qualifies.
     ``atol`` absorbs half-precision storage.
     """
     keys = sorted({k for k in (*reference, *candidate) if k.split(".")[0] in ENCODER_PARTS})
@@ -191,6 +133,4 @@ def encoder_mismatch(
 
 def load_vae(path: str, map_location: str = "cpu") -> VAEModule:
     """A trained VAE in eval mode from a Lightning or exported (half-precision) checkpoint."""
-    from crystalrl.training import load_module
-
     return load_module(VAEModule, path, map_location)

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from crystalrl.hub import PROJECT_ROOT
+
 TABLE_VERSION = 1
+#: Tables of reference energies computed by this project and shipped with it.
+SHIPPED_DIR = PROJECT_ROOT / "reference"
 
 
 @dataclass
@@ -67,6 +71,19 @@ class EnergyTable:
                 potential=meta["potential"],
                 files=meta.get("files", {}),
             )
+
+    def subset(self, mask: np.ndarray) -> EnergyTable:
+        """The rows where ``mask`` is true (a partial table saved while a build runs)."""
+        return EnergyTable(
+            split=self.split[mask],
+            row=self.row[mask],
+            material_id=self.material_id[mask],
+            formula=self.formula[mask],
+            num_atoms=self.num_atoms[mask],
+            energy_per_atom=self.energy_per_atom[mask],
+            potential=self.potential,
+            files=self.files,
+        )
 
     def lookup(self) -> dict[tuple[str, str, int], float]:
         """(material_id, formula, num_atoms) -> energy per atom, for row-by-row reuse."""

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crystalrl.metrics.energy import EnergyModel
+from crystalrl.potentials import EnergyModel
 
 log = logging.getLogger("crystalrl")
 

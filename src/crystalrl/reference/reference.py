@@ -2,107 +2,52 @@
 
 A reference is a CDVAE-layout dataset folder, named (``mp-20`` = every split of MP-20
 found in the data directory) or given as a path. Everything derived from it is computed
-lazily, only when a metric asks for it, and cached under
-``$CRYSTALRL_CACHE_DIR/reference/`` with keys made from the content of the inputs (the
-source files' bytes, the potential, the VAE weights), so a changed input is a rebuild and
-an unchanged one never is:
+lazily, only when a metric asks for it, and cached (see :mod:`crystalrl.reference.cache`):
 
 * structures grouped by reduced formula (from the parse cache of ``crystalrl.data``);
 * single-point energies of every structure from the configured potential (reused row by
   row from tables shipped in the repository's ``reference/`` folder when they match);
-* the convex hull built from those energies (see :mod:`crystalrl.metrics.hull`);
+* the convex hull built from those energies (see :mod:`crystalrl.reference.hull`);
 * VAE structure and composition features (keyed by a hash of the VAE's weights).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import pickle
 import time
 import warnings
 from collections import Counter, defaultdict
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crystalrl.data.parse import SPLITS, ParsedSplit, default_cache_dir, find_split_file
-from crystalrl.hub import PROJECT_ROOT
-from crystalrl.metrics.energy import EnergyModel, make_energy_model
-from crystalrl.metrics.energy_table import EnergyTable, reusable_energies
+from crystalrl.data.parse import SPLITS, ParsedSplit, find_split_file
+from crystalrl.hub import sha256_of
+from crystalrl.potentials import EnergyModel, make_energy_model
+from crystalrl.reference.cache import (
+    cache_root,
+    digest,
+    load_npz,
+    load_pickle,
+    save_npz,
+    save_pickle,
+    weights_key,
+)
+from crystalrl.reference.datasets import ReferenceDatasetError, resolve_reference_dir
+from crystalrl.reference.energy_table import SHIPPED_DIR, EnergyTable, reusable_energies
+from crystalrl.reference.progress import progress_bar
+
+if TYPE_CHECKING:
+    from crystalrl.reference.hull import ReferenceHull
 
 log = logging.getLogger("crystalrl")
 
-#: Reference names -> dataset folder under the data directory.
-REFERENCE_DATASETS = {
-    "mp-20": "mp_20",
-    "perov-5": "perov_5",
-    "carbon-24": "carbon_24",
-    "mp-bandgap": "mp_bandgap",
-}
-#: Tables of reference energies computed by this project and shipped with it.
-SHIPPED_DIR = PROJECT_ROOT / "reference"
 REFERENCE_VERSION = 1
 #: Reference cells are read without an atom limit: a reference must hold every row.
 NO_ATOM_LIMIT = 10_000
-
-
-class ReferenceError(ValueError):
-    """A reference name or folder that cannot be used."""
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("CRYSTALRL_DATA_DIR", "data"))
-
-
-def resolve_reference_dir(name_or_path: str | os.PathLike, data_dir: str | None = None) -> Path:
-    """``mp-20`` -> ``$CRYSTALRL_DATA_DIR/mp_20``; an existing folder -> itself; else an error."""
-    text = str(name_or_path)
-    if text in REFERENCE_DATASETS:
-        folder = Path(data_dir or default_data_dir()) / REFERENCE_DATASETS[text]
-        if not folder.is_dir():
-            raise ReferenceError(
-                f"reference dataset '{text}' should be at {folder}, which does not exist; "
-                "set CRYSTALRL_DATA_DIR to the folder holding the datasets"
-            )
-        return folder
-    folder = Path(text).expanduser()
-    if folder.is_dir():
-        return folder
-    known = ", ".join(sorted(REFERENCE_DATASETS))
-    raise ReferenceError(
-        f"'{text}' is neither a known reference dataset ({known}) nor an existing folder"
-    )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:20]
-
-
-def weights_key(module) -> str:
-    """A content hash of a torch module's weights (float32), to key cached features.
-
-    Hashing the loaded weights rather than a file means a VAE handed over in memory (as the
-    RL stage does) and the checkpoint file it was loaded from share one key.
-    """
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        t = tensor.detach().cpu()
-        t = t.float() if t.is_floating_point() else t
-        h.update(t.contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class Reference:
@@ -129,8 +74,8 @@ class Reference:
                 if splits:  # asked for explicitly: must exist
                     raise
         if not self.split_files:
-            raise ReferenceError(f"no train/val/test CSV files in {self.dataset_dir}")
-        self.cache_dir = Path(cache_dir or default_cache_dir()) / "reference"
+            raise ReferenceDatasetError(f"no train/val/test CSV files in {self.dataset_dir}")
+        self.cache_dir = cache_root(cache_dir)
         self._potential_spec = potential
         self.hull_options = dict(hull or {})
         self.progress = progress
@@ -144,17 +89,17 @@ class Reference:
     # ------------------------------------------------------------------ keys
     @cached_property
     def file_hashes(self) -> dict[str, str]:
-        return {split: _sha256(path) for split, path in self.split_files.items()}
+        return {split: sha256_of(path) for split, path in self.split_files.items()}
 
     @cached_property
     def key(self) -> str:
         """Content key of the reference structures."""
         files = sorted(self.file_hashes.items())
-        return _digest(REFERENCE_VERSION, files, NO_ATOM_LIMIT, "niggli")
+        return digest(REFERENCE_VERSION, files, NO_ATOM_LIMIT, "niggli")
 
     def _cache_file(self, kind: str, *extra: Any, suffix: str = ".npz") -> Path:
         stem = Path(self.dataset_dir).name
-        key = _digest(self.key, *extra) if extra else self.key
+        key = digest(self.key, *extra) if extra else self.key
         return self.cache_dir / f"{stem}-{kind}-{key}{suffix}"
 
     # ------------------------------------------------------------------ structures
@@ -172,8 +117,7 @@ class Reference:
         """Per-structure index over all splits: split, row, material_id, formula, num_atoms."""
         cache = self._cache_file("index")
         if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
+            return load_npz(cache)
         from pymatgen.core import Composition
 
         with warnings.catch_warnings():  # noble gases have no electronegativity: harmless
@@ -192,10 +136,7 @@ class Reference:
             "formula": np.array(formula, dtype=str),
             "num_atoms": np.concatenate(natoms).astype(np.int64),
         }
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, **flat)
-        os.replace(tmp, cache)
+        save_npz(cache, flat)
         return flat
 
     def __len__(self) -> int:
@@ -236,6 +177,22 @@ class Reference:
     def structures_with_formula(self, formula: str) -> list:
         return self.structures(self.by_formula.get(formula, []))
 
+    def element_counts(self) -> list[dict[str, int]]:
+        """Element counts of every cell (not reduced): hull entries need total energies."""
+        from pymatgen.core import Element
+
+        symbols: dict[int, str] = {}
+        out = []
+        for part in self.parsed.values():
+            offsets = part.offsets
+            for i in range(len(part)):
+                counts = Counter(int(z) for z in part.atom_types[offsets[i] : offsets[i + 1]])
+                for z in counts:
+                    if z not in symbols:
+                        symbols[z] = Element.from_Z(z).symbol
+                out.append({symbols[z]: n for z, n in counts.items()})
+        return out
+
     # ------------------------------------------------------------------ energies
     @cached_property
     def energy_model(self) -> EnergyModel:
@@ -261,6 +218,8 @@ class Reference:
         return self.energy_table.energy_per_atom
 
     def _compute_energies(self, cache: Path) -> EnergyTable:
+        """Energies reused from stored tables where they match, the rest computed in
+        chunks, each chunk saved to a partial table that an interrupted build resumes from."""
         model = self.energy_model
         flat = self._flat
         partial = cache.with_name(cache.name.replace(".npz", ".partial.npz"))
@@ -295,12 +254,12 @@ class Reference:
             chunk = 2048
             pending = np.zeros(len(keys), dtype=bool)
             pending[todo] = True
-            with _progress(self.progress, f"energies ({model.key})", len(todo)) as advance:
+            with progress_bar(self.progress, f"energies ({model.key})", len(todo)) as advance:
                 for start in range(0, len(todo), chunk):
                     idx = todo[start : start + chunk]
                     energies[idx] = model.energies(self.structures(idx), progress=advance)
                     pending[idx] = False
-                    _subset(table(energies), ~pending).save(partial)
+                    table(energies).subset(~pending).save(partial)
                     self._structure_memo.clear()
         table(energies).save(cache)
         partial.unlink(missing_ok=True)
@@ -308,21 +267,20 @@ class Reference:
 
     # ------------------------------------------------------------------ hull
     @cached_property
-    def hull(self):
+    def hull(self) -> ReferenceHull:
         """The convex hull of the reference energies (:class:`ReferenceHull`), cached."""
-        from crystalrl.metrics.hull import HULL_DEFAULTS, HULL_VERSION, ReferenceHull
+        from crystalrl.reference.hull import HULL_DEFAULTS, HULL_VERSION, ReferenceHull
 
         unknown = set(self.hull_options) - set(HULL_DEFAULTS)
         if unknown:
-            raise ReferenceError(f"unknown hull option(s) {sorted(unknown)}")
+            raise ReferenceDatasetError(f"unknown hull option(s) {sorted(unknown)}")
         options = {**HULL_DEFAULTS, **self.hull_options}
         cache = self._cache_file(
             "hull", self.energy_model.key, HULL_VERSION, sorted(options.items()), suffix=".pkl"
         )
         if cache.is_file():
             try:
-                with open(cache, "rb") as fh:
-                    return pickle.load(fh)
+                return load_pickle(cache)
             except Exception:  # a stale pickle from another pymatgen: rebuild
                 log.warning("could not read %s; rebuilding the hull", cache)
         energies = self.energies
@@ -331,31 +289,11 @@ class Reference:
             self.element_counts(), energies, self.energy_model, progress=self.progress, **options
         )
         self.timings["hull"] = time.perf_counter() - start
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(hull, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache)
+        save_pickle(cache, hull)
         return hull
 
-    def element_counts(self) -> list[dict[str, int]]:
-        """Element counts of every cell (not reduced): hull entries need total energies."""
-        from pymatgen.core import Element
-
-        symbols: dict[int, str] = {}
-        out = []
-        for part in self.parsed.values():
-            offsets = part.offsets
-            for i in range(len(part)):
-                counts = Counter(int(z) for z in part.atom_types[offsets[i] : offsets[i + 1]])
-                for z in counts:
-                    if z not in symbols:
-                        symbols[z] = Element.from_Z(z).symbol
-                out.append({symbols[z]: n for z, n in counts.items()})
-        return out
-
     # ------------------------------------------------------------------ features
-    def features(self, vae, batch_size: int = 512) -> dict[str, Any]:
+    def features(self, vae: Any, batch_size: int = 512) -> dict[str, Any]:
         """VAE ``structure`` and ``composition`` features of every reference structure."""
         import torch
 
@@ -363,12 +301,11 @@ class Reference:
 
         cache = self._cache_file("features", weights_key(vae))
         if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                return {k: torch.from_numpy(z[k]) for k in z.files}
+            return {k: torch.from_numpy(v) for k, v in load_npz(cache).items()}
         start = time.perf_counter()
         parts: dict[str, list] = defaultdict(list)
         n = len(self)
-        with _progress(self.progress, "VAE features", n) as advance:
+        with progress_bar(self.progress, "VAE features", n) as advance:
             for i in range(0, n, 4 * batch_size):
                 idx = range(i, min(n, i + 4 * batch_size))
                 # reference cells are already Niggli-reduced when parsed
@@ -379,60 +316,8 @@ class Reference:
                 self._structure_memo.clear()
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
         self.timings["features"] = time.perf_counter() - start
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
+        save_npz(cache, arrays)
         return {k: torch.from_numpy(v) for k, v in arrays.items()}
-
-
-def _subset(table: EnergyTable, mask: np.ndarray) -> EnergyTable:
-    return EnergyTable(
-        split=table.split[mask],
-        row=table.row[mask],
-        material_id=table.material_id[mask],
-        formula=table.formula[mask],
-        num_atoms=table.num_atoms[mask],
-        energy_per_atom=table.energy_per_atom[mask],
-        potential=table.potential,
-        files=table.files,
-    )
-
-
-class _progress:
-    """A rich progress bar (or nothing) exposing ``advance(n)``."""
-
-    def __init__(self, enabled: bool, description: str, total: int):
-        self.enabled, self.description, self.total = enabled, description, total
-        self._bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n=1: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self._bar.start()
-        task = self._bar.add_task(self.description, total=self.total)
-        return lambda n=1: self._bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.stop()
-        return False
 
 
 _REFERENCES: dict[tuple, Reference] = {}

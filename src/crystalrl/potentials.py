@@ -5,6 +5,10 @@ evaluated with the same potential, so every energy model carries a ``key`` that 
 potential and its weights; cached reference energies are keyed by it.
 A structure the potential cannot handle (isolated atoms, overlapping atoms, a broken
 cell) gets NaN, never an exception: callers treat NaN as a failed energy.
+
+Commands pick a potential from the ``configs/potential/`` group (``potential=emt``); a new
+file there with a ``_target_`` (an :class:`EnergyModel` or any ASE calculator) adds one.
+This module sits below ``reference`` and ``metrics`` and imports nothing of crystalrl.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class EnergyModel:
     ) -> np.ndarray:
         raise NotImplementedError
 
-    def ase_calculator(self):
+    def ase_calculator(self) -> Any:
         """An ASE calculator with forces and stress, used to relax elemental prototypes."""
         raise NotImplementedError
 
@@ -129,7 +133,7 @@ class CHGNetEnergy(EnergyModel):
             preds = [preds]
         return [float(p["e"]) for p in preds]
 
-    def ase_calculator(self):
+    def ase_calculator(self) -> Any:
         from chgnet.model.dynamics import CHGNetCalculator
 
         with contextlib.redirect_stdout(io.StringIO()):
@@ -139,7 +143,7 @@ class CHGNetEnergy(EnergyModel):
 class ASEEnergy(EnergyModel):
     """Any ASE calculator, one structure at a time."""
 
-    def __init__(self, calculator, key: str | None = None):
+    def __init__(self, calculator: Any, key: str | None = None):
         self.calculator = calculator
         self.key = key or _calculator_key(calculator)
 
@@ -162,7 +166,7 @@ class ASEEnergy(EnergyModel):
         out[~np.isfinite(out)] = np.nan
         return out
 
-    def ase_calculator(self):
+    def ase_calculator(self) -> Any:
         return self.calculator
 
 
@@ -179,7 +183,10 @@ def _calculator_key(calculator) -> str:
 def make_energy_model(spec: Any = None) -> EnergyModel:
     """An energy model from a config: ``None`` -> CHGNet; a ``_target_`` mapping -> whatever
     it instantiates (an :class:`EnergyModel`, or an ASE calculator that gets wrapped); an
-    object -> itself (wrapped when it is an ASE calculator)."""
+    object -> itself (wrapped when it is an ASE calculator).
+
+    A mapping that instantiates a calculator is keyed by the mapping itself (its JSON), so
+    two configs name one cache only when they describe the same calculator."""
     if spec is None:
         return CHGNetEnergy()
     if isinstance(spec, EnergyModel):
