@@ -78,13 +78,7 @@ class LDMModule(L.LightningModule):
             denoiser = {**denoiser, **DIT_CONFIGS[preset]}
         diffusion = dict(diffusion or {})
         # the VAE's architecture is stored so a checkpoint rebuilds it without the VAE file
-        vae = (
-            load_vae(vae_ckpt_path)
-            if vae_ckpt_path
-            else VAEModule(
-                **drop_retired(vae_hparams or {}, VAEModule.RETIRED_HPARAMS, "VAEModule")
-            )
-        )
+        vae = load_vae(vae_ckpt_path) if vae_ckpt_path else VAEModule.from_hparams(vae_hparams)
         self.hparams.update(denoiser=denoiser, diffusion=diffusion, vae_hparams=dict(vae.hparams))
         self.vae = vae
         self.vae.requires_grad_(False)

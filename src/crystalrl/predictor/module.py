@@ -41,7 +41,7 @@ class PredictorModule(SharedStepHooks, L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(init_args(locals()))
-        vae = load_vae(vae_ckpt_path) if vae_ckpt_path else VAEModule(**(vae_hparams or {}))
+        vae = load_vae(vae_ckpt_path) if vae_ckpt_path else VAEModule.from_hparams(vae_hparams)
         self.hparams.update(vae_ckpt_path=None, vae_hparams=dict(vae.hparams))
         self.vae = vae.requires_grad_(False).eval()
         n = len(target_names)

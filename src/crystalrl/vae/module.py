@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from crystalrl.data.batch import CrystalBatch
-from crystalrl.training import SharedStepHooks, load_module
+from crystalrl.training import SharedStepHooks, drop_retired, load_module
 from crystalrl.vae.model import CrystalVAE, vae_loss
 
 #: Submodules of :class:`CrystalVAE` that map a crystal to its latent.
@@ -63,6 +63,12 @@ class VAEModule(SharedStepHooks, L.LightningModule):
     #: Options of a finished negative experiment (a decoder fine-tuned on noised latents;
     #: README, "Where atoms go"), dropped from older checkpoints when they load.
     RETIRED_HPARAMS: ClassVar[dict[str, Any]] = {"latent_noise": 0.0, "freeze_encoder": False}
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any] | None) -> VAEModule:
+        """An untrained VAE of the architecture an LDM or predictor checkpoint stores, so
+        that it loads without the VAE's own file (older checkpoints included)."""
+        return cls(**drop_retired(hparams or {}, cls.RETIRED_HPARAMS, cls.__name__))
 
     def __init__(
         self,
