@@ -1,6 +1,8 @@
 """Time the DNG reward on a batch of generated-like crystals and print where the time goes.
 
-``python benchmarks/dng_reward.py [NUM_STRUCTURES] [DISPLACEMENT_A]`` (defaults 320, 0.1)
+``python benchmarks/dng_reward.py [NUM_STRUCTURES] [DISPLACEMENT_A] [OVERRIDE ...]``
+(defaults 320, 0.1; overrides of the train_rl config, e.g.
+``'rl_module.reward_fn.components.energy.relax={max_steps: 20, fmax: 0.1}'``)
 
 The batch stands in for one RL step of the paper's config (5 prompts × 64 samples): MP-20
 val structures with every atom displaced by a random vector of the given length, so they
@@ -51,10 +53,10 @@ def part_of(key: str) -> str:
     return "other"
 
 
-def main(num: int = 320, distance: float = 0.1) -> dict:
+def main(num: int = 320, distance: float = 0.1, overrides: tuple[str, ...] = ()) -> dict:
     torch.set_num_threads(2)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train_rl", overrides=["experiment=mp_20/rl_dng"])
+        cfg = compose(config_name="train_rl", overrides=["experiment=mp_20/rl_dng", *overrides])
     split = read_split(find_split_file(f"{default_data_dir()}/mp_20", "val"))
     rng = np.random.default_rng(0)
     picks = rng.choice(len(split), size=2 * num, replace=False).tolist()
@@ -91,4 +93,4 @@ def main(num: int = 320, distance: float = 0.1) -> dict:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(int(args[0]) if args else 320, float(args[1]) if len(args) > 1 else 0.1)
+    main(int(args[0]) if args else 320, float(args[1]) if len(args) > 1 else 0.1, tuple(args[2:]))

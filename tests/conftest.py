@@ -73,3 +73,30 @@ def tiny_vae_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt"
     torch.save({"state_dict": vae.state_dict(), "hyper_parameters": dict(vae.hparams)}, path)
     return str(path)
+
+
+#: ASE's EMT knows these elements: the MP-20 rows made of them form a reference EMT can judge.
+EMT_ELEMENTS = {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"}
+EMT = {"_target_": "ase.calculators.emt.EMT"}
+EMT_HULL = {"relax_steps": 20}
+
+
+@pytest.fixture(scope="session")
+def emt_dataset(datasets, tmp_path_factory) -> Path:
+    """The MP-20 rows made only of EMT's elements (about 100), in CDVAE layout."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("emt_mp20")
+    for split in ("train", "val", "test"):
+        frame = pd.read_csv(datasets / "mp_20" / f"{split}.csv.gz")
+        keep = frame["elements"].map(lambda e: set(eval(e)) <= EMT_ELEMENTS)
+        frame[keep].to_csv(folder / f"{split}.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def emt_reference(emt_dataset):
+    """A reference over :func:`emt_dataset` with EMT energies and hull (seconds to build)."""
+    from crystalrl.reference import Reference
+
+    return Reference(emt_dataset, potential=EMT, hull=EMT_HULL, progress=False)

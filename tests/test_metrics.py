@@ -21,29 +21,13 @@ import torch
 from crystalrl.reference import Reference
 
 ROOT = Path(__file__).resolve().parents[1]
-EMT_ELEMENTS = {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"}
 EMT = {"_target_": "ase.calculators.emt.EMT"}
-HULL = {"relax_steps": 20}
+HULL = {"relax_steps": 20}  # as the emt_reference fixture builds it
 
 
 def displaced(structure, distance: float, seed: int = 0):
     """Every atom moved by exactly ``distance`` Å in a random direction."""
     return structure.copy().perturb(distance, min_distance=None, seed=seed)
-
-
-@pytest.fixture(scope="module")
-def emt_dataset(datasets, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("emt_mp20")
-    for split in ("train", "val", "test"):
-        frame = pd.read_csv(datasets / "mp_20" / f"{split}.csv.gz")
-        keep = frame["elements"].map(lambda e: set(eval(e)) <= EMT_ELEMENTS)
-        frame[keep].to_csv(folder / f"{split}.csv", index=False)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def emt_reference(emt_dataset) -> Reference:
-    return Reference(emt_dataset, potential=EMT, hull=HULL, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -100,5 +100,11 @@ def main(cfg: DictConfig) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-build-reference``; ``python -m crystalrl.build_reference``
+    runs it too, so the two never differ."""
     run_command(main)
+
+
+if __name__ == "__main__":
+    cli()

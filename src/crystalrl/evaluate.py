@@ -42,13 +42,24 @@ SUMMARY_ROWS = (
     ("avg_e_above_hull", "mean E_hull (eV/atom)"),
     ("avg_atomic_density", "mean atomic density (atoms/Å³)"),
 )
+#: What ``relax=true`` adds below the side-by-side rows: (key, label).
+RELAX_ROWS = (
+    ("relaxed_mean_displacement", "mean displacement in relaxation (Å)"),
+    ("relaxed_mean_energy_change", "mean energy change in relaxation (eV/atom)"),
+    ("relaxed_not_converged", "relaxations not converged"),
+    ("relaxed_failed", "relaxations failed"),
+    ("relaxed_seconds_per_structure", "relaxation seconds per structure"),
+)
 
 
 def _optional(cfg: DictConfig, key: str) -> Any:
-    """A config value, or ``None`` when it is missing or its interpolation fails."""
+    """A config value, or ``None`` when it is missing or its interpolation fails (the
+    default ``${hub:mp_20_vae}`` of an installation without the shipped checkpoints)."""
+    from omegaconf.errors import InterpolationResolutionError
+
     try:
         return OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
-    except Exception as exc:
+    except InterpolationResolutionError as exc:
         log.warning("%s does not resolve (%s)", key, exc)
         return None
 
@@ -64,16 +75,22 @@ def potential_spec(cfg: DictConfig) -> dict | None:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
-def load_vae_or_none(path: str | None):
+def load_vae_or_none(path: str | None, key: str = "vae_ckpt_path"):
+    """The VAE of the feature metrics, or ``None`` when none is configured (``key=null``).
+
+    A configured VAE that does not load is an error, not a warning: metrics silently
+    skipped because of a typo in a path look like a finished evaluation.
+    """
     if not path:
         return None
+    from crystalrl.hub import ChecksumMismatchError, UnreadableCheckpointError
     from crystalrl.vae.module import load_vae
 
     try:
-        return load_vae(str(path))
-    except Exception as exc:
-        log.warning("could not load the VAE from %s (%s)", path, exc)
-        return None
+        return load_vae(str(path), key=key)
+    # the checkpoint errors, which name key and path already; kept as their own types
+    except (FileNotFoundError, ChecksumMismatchError, UnreadableCheckpointError) as exc:
+        raise type(exc)(f"{exc} (or {key}=null to skip the metrics that need a VAE)") from exc
 
 
 def evaluate_structures(
@@ -122,12 +139,17 @@ def evaluate_structures(
     return m
 
 
-def add_predictions(frame, structures: list, predictor: str, target_name: str, window) -> dict:
-    """Predicted property columns (and the fraction inside ``window``) for property runs."""
+def add_predictions(frame, structures: list, predictor: Any, target_name: str, window) -> dict:
+    """Predicted property columns (and the fraction inside ``window``) for property runs;
+    ``predictor`` is a predictor, or the ``predictor`` key's checkpoint name or path."""
     import torch
 
     from crystalrl.rewards.components import PredictorReward
 
+    if isinstance(predictor, str):
+        from crystalrl.predictor import load_predictor
+
+        predictor = load_predictor(predictor, key="predictor")
     reward = PredictorReward(predictor, target_name)
     reward.setup()
     pred = reward.compute(structures).numpy().astype(np.float64)
@@ -143,43 +165,101 @@ def add_predictions(frame, structures: list, predictor: str, target_name: str, w
     return out
 
 
+def add_relaxed(frame, summary: dict, m: Any, options: dict, progress: bool = True) -> None:
+    """Relax the structures of ``m`` (a computed ``Metrics``) and add the same metrics of
+    the relaxed structures as ``relaxed_*`` columns of ``frame`` and keys of ``summary``.
+
+    Relaxation uses the potential of the hull (the reference's ``energy_model``), and the
+    relaxed E_hull comes from that model's single point of each relaxed cell, computed as
+    the reference energies were: relaxed and single-point figures mix no potentials.
+    Uniqueness and novelty are re-judged on the relaxed cells against the same reference.
+    A failed relaxation is a failed structure in the relaxed rates.
+    """
+    from crystalrl.metrics.metrics import Metrics
+    from crystalrl.metrics.validity import cell_collapsed
+    from crystalrl.potentials import relax
+    from crystalrl.reference.progress import progress_bar
+    from crystalrl.relax import relaxation_frame, relaxation_summary
+
+    reference, n = m.reference, len(m.structures)
+    with progress_bar(progress, f"relaxing ({reference.energy_model.key})", n) as advance:
+        results = relax(
+            m.structures, reference.energy_model, progress=advance, skip=cell_collapsed, **options
+        )
+    relaxed = Metrics(
+        m.metrics,
+        reference=reference,
+        vae=m.vae,
+        metastable_threshold=m.metastable_threshold,
+        stable_tolerance=m.stable_tolerance,
+        match_timeout=m.match_timeout,
+        num_workers=m.num_workers,
+        progress=m.progress,
+    )
+    relaxed.compute([r.structure for r in results])
+    for name, column in relaxed.to_dataframe().items():
+        if name != "formula":
+            frame[f"relaxed_{name}"] = column.to_numpy()
+    record = relaxation_frame(results, [""] * n)
+    for name in ("steps", "converged", "displacement", "seconds", "error"):
+        frame[f"relaxed_{name}"] = record[name].to_numpy()
+    values = {k: v for k, v in relaxed.summary().items() if k != "num_structures"}
+    summary.update({f"relaxed_{k}": v for k, v in values.items()})
+    summary.update({f"relaxed_{k}": v for k, v in relaxation_summary(results).items()})
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
+def _format_value(key: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if key.startswith("avg_") and key not in ("avg_e_above_hull", "avg_atomic_density"):
+        return f"{100 * v:.1f} %"
+    return f"{v:.4f}"
+
+
 def print_summary(summary: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    relaxed = any(k.startswith("relaxed_") for k in summary)
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("single point" if relaxed else "value", justify="right")
+    if relaxed:
+        table.add_column("relaxed", justify="right")
     for key, label in SUMMARY_ROWS:
         if key in summary:
+            row = [label, _format_value(key, summary[key])]
+            if relaxed:
+                row.append(_format_value(key, summary.get(f"relaxed_{key}")))
+            table.add_row(*row)
+    for key, label in RELAX_ROWS:
+        if key in summary:
             v = summary[key]
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                text = "n/a"
-            elif key.startswith("avg_") and key not in ("avg_e_above_hull", "avg_atomic_density"):
-                text = f"{100 * v:.1f} %"
-            else:
-                text = f"{v:.4f}"
-            table.add_row(label, text)
+            text = str(v) if isinstance(v, int) else _format_value(key, v)
+            table.add_row(label, "", text)
     for key in sorted(summary):
         if key.startswith("avg_pred_") or key == "avg_in_window":
             table.add_row(key, f"{summary[key]:.4f}")
     counts = f"{summary['num_structures']} ({summary['num_valid_structures']})"
     table.add_row("structures (valid)", counts)
+    if summary.get("energy_failed") is not None:
+        table.add_row("energy failed (decoded, no energy)", str(summary["energy_failed"]))
     Console().print(table)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
-    from crystalrl.metrics.structures_io import read_structures
+    from crystalrl.metrics.structures_io import read_structure_input
 
     start = time.perf_counter()
-    structures, names = read_structures(cfg.structure_path, cfg.num_structures)
+    inputs = read_structure_input(cfg.structure_path, cfg.num_structures)
+    structures, names = inputs.structures, inputs.names
     vae = None
     if any(m in cfg.metrics for m in DIVERSITY_METRICS):
         vae = load_vae_or_none(_optional(cfg, "vae_ckpt_path"))
@@ -200,7 +280,11 @@ def main(cfg: DictConfig) -> dict:
     )
     frame = m.to_dataframe()
     frame.insert(0, "name", names)
+    frame.insert(1, "skip_reason", inputs.reasons)  # why an input is None ("" if read)
     summary: dict[str, Any] = m.summary()
+    if cfg.relax:
+        options = OmegaConf.to_container(cfg.relax_options, resolve=True)
+        add_relaxed(frame, summary, m, options, progress=not json_output())
     if cfg.predictor:
         summary.update(
             add_predictions(frame, structures, cfg.predictor, cfg.target_name, cfg.target_window)
@@ -224,5 +308,11 @@ def main(cfg: DictConfig) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-evaluate``; ``python -m crystalrl.evaluate``
+    runs it too, so the two never differ."""
     run_command(main)
+
+
+if __name__ == "__main__":
+    cli()

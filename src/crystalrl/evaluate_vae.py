@@ -78,9 +78,9 @@ def main(cfg: DictConfig) -> dict:
     from crystalrl.vae.module import load_vae
 
     torch.manual_seed(cfg.seed)
-    vae = load_vae(cfg.vae_ckpt_path)
+    vae = load_vae(cfg.vae_ckpt_path, key="vae_ckpt_path")
     split = read_split(
-        find_split_file(cfg.data.data_dir, cfg.split),
+        find_split_file(cfg.data.data_dir, cfg.split, key="data.data_dir"),
         max_atoms=cfg.data.max_atoms,
         niggli=cfg.data.niggli,
         cache_dir=cfg.data.cache_dir,
@@ -97,5 +97,11 @@ def main(cfg: DictConfig) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-evaluate-vae``; ``python -m crystalrl.evaluate_vae``
+    runs it too, so the two never differ."""
     run_command(main)
+
+
+if __name__ == "__main__":
+    cli()

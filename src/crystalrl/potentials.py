@@ -9,6 +9,10 @@ cell) gets NaN, never an exception: callers treat NaN as a failed energy.
 Commands pick a potential from the ``configs/potential/`` group (``potential=emt``); a new
 file there with a ``_target_`` (an :class:`EnergyModel` or any ASE calculator) adds one.
 This module sits below ``reference`` and ``metrics`` and imports nothing of crystalrl.
+
+:func:`relax` is the one relaxation routine (FIRE, cell included): the hull's elemental
+prototypes, ``crystalrl.relax``, ``evaluate relax=true`` and ``EnergyReward(relax=...)``
+all use it, so a relaxed energy means the same thing everywhere.
 """
 
 from __future__ import annotations
@@ -17,11 +21,26 @@ import contextlib
 import io
 import json
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+#: What a potential raises on a structure it cannot handle (isolated or overlapping atoms,
+#: a broken cell, an element it has no parameters for: CHGNet's ValueError and
+#: RuntimeError, ASE's CalculatorError and NotImplementedError, torch's RuntimeError and
+#: IndexError, numpy's LinAlgError). Such a structure gets NaN; anything else (a TypeError,
+#: an AttributeError) is a bug and propagates. Evaluation counts the NaNs (energy_failed).
+POTENTIAL_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    RuntimeError,
+    ArithmeticError,
+    IndexError,
+    KeyError,
+)
 
 
 class EnergyModel:
@@ -36,7 +55,7 @@ class EnergyModel:
         raise NotImplementedError
 
     def ase_calculator(self) -> Any:
-        """An ASE calculator with forces and stress, used to relax elemental prototypes."""
+        """An ASE calculator with forces and stress: what :func:`relax` drives."""
         raise NotImplementedError
 
 
@@ -110,7 +129,7 @@ class CHGNetEnergy(EnergyModel):
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 return self.model.graph_converter(structure)  # isolated atoms raise: a failure
-        except Exception:
+        except POTENTIAL_ERRORS:
             return None
 
     def _predict(self, graphs: list) -> list[float]:
@@ -122,12 +141,12 @@ class CHGNetEnergy(EnergyModel):
     def _predict_graphs(self, graphs: list) -> list[float]:
         try:
             preds = self.model.predict_graph(graphs, task="e", batch_size=len(graphs))
-        except Exception:  # one bad graph spoils the batch: retry them one by one
+        except POTENTIAL_ERRORS:  # one bad graph spoils the batch: retry them one by one
             preds = []
             for g in graphs:
                 try:
                     preds.append(self.model.predict_graph(g, task="e"))
-                except Exception:
+                except POTENTIAL_ERRORS:
                     preds.append({"e": math.nan})
         if isinstance(preds, dict):
             preds = [preds]
@@ -159,7 +178,7 @@ class ASEEnergy(EnergyModel):
                     atoms = AseAtomsAdaptor.get_atoms(s)
                     atoms.calc = self.calculator
                     out[i] = float(atoms.get_potential_energy()) / len(atoms)
-                except Exception:
+                except POTENTIAL_ERRORS:
                     pass
             if progress:
                 progress(1)
@@ -220,3 +239,117 @@ def _is_mapping(obj) -> bool:
         return isinstance(obj, DictConfig)
     except ImportError:  # pragma: no cover
         return False
+
+
+# ---------------------------------------------------------------------- relaxation
+@dataclass
+class RelaxResult:
+    """One structure's relaxation. A failure is a record (``structure`` is ``None`` and
+    ``error`` says why), not an exception, so one bad crystal never stops a batch."""
+
+    #: The relaxed pymatgen structure; ``None`` when the relaxation failed.
+    structure: Any = None
+    #: Energy per atom (eV/atom) at the end and at the start, from the potential's calculator.
+    energy_per_atom: float = math.nan
+    initial_energy_per_atom: float = math.nan
+    #: FIRE steps taken; ``converged``: every force (and the cell's stress) under ``fmax``.
+    steps: int = 0
+    converged: bool = False
+    #: Mean distance (Å) an atom moved relative to the lattice, see :func:`mean_displacement`.
+    displacement: float = math.nan
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.structure is None
+
+
+def mean_displacement(frac_before: np.ndarray, frac_after: np.ndarray, cell: np.ndarray) -> float:
+    """Mean minimum-image distance (Å) between two sets of fractional coordinates, measured
+    in the final ``cell``.
+
+    Comparing fractional coordinates removes the cell change: a uniform strain, which
+    moves every atom with the lattice, counts as no displacement, while an atom that moved
+    within the cell counts by how far it moved in the relaxed cell.
+    """
+    from ase.geometry import find_mic
+
+    delta = np.asarray(frac_after, dtype=np.float64) - np.asarray(frac_before, dtype=np.float64)
+    delta -= np.round(delta)
+    _, lengths = find_mic(delta @ np.asarray(cell, dtype=np.float64), cell, pbc=True)
+    return float(np.mean(lengths)) if len(lengths) else 0.0
+
+
+def relax(
+    structures: Sequence,
+    model: Any = None,
+    fmax: float = 0.05,
+    max_steps: int = 300,
+    relax_cell: bool = True,
+    progress: Callable[[int], None] | None = None,
+    skip: Callable[[Any], bool] | None = None,
+) -> list[RelaxResult]:
+    """Relax each structure with FIRE on ``model``'s ASE calculator, one at a time.
+
+    ``model`` is anything :func:`make_energy_model` takes (``None``: CHGNet). With
+    ``relax_cell`` the cell relaxes too, through ASE's ``FrechetCellFilter``, whose
+    log-strain steps stay well-conditioned for strongly strained cells. A structure that is
+    ``None``, flagged by ``skip`` (callers pass cells a potential should not see at all,
+    such as collapsed ones) or that the potential fails on gives a failed
+    :class:`RelaxResult`. Not converged within ``max_steps`` is not a failure: the last
+    structure is kept and ``converged`` is False.
+
+    One process, one structure at a time: on a CPU the potential's own threads already use
+    the cores, and CHGNet's ASE calculator takes one structure per call.
+    """
+    calculator = make_energy_model(model).ase_calculator()
+    out = []
+    for structure in structures:
+        out.append(_relax_one(structure, calculator, fmax, max_steps, relax_cell, skip))
+        if progress:
+            progress(1)
+    return out
+
+
+def _relax_one(structure, calculator, fmax, max_steps, relax_cell, skip) -> RelaxResult:
+    start = time.perf_counter()
+    if structure is None:
+        return RelaxResult(error="no structure")
+    if skip is not None and skip(structure):
+        return RelaxResult(error="skipped")
+    try:
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.calc = calculator
+        n = len(atoms)
+        frac_before = atoms.get_scaled_positions(wrap=False)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            e_before = float(atoms.get_potential_energy()) / n
+            optimizer = FIRE(FrechetCellFilter(atoms) if relax_cell else atoms, logfile=None)
+            converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
+            e_after = float(atoms.get_potential_energy()) / n
+        if not math.isfinite(e_after):
+            raise FloatingPointError(f"energy {e_after} after relaxation")
+        displacement = mean_displacement(
+            frac_before, atoms.get_scaled_positions(wrap=False), atoms.cell.array
+        )
+        atoms.calc = None  # the structure carries no calculator results
+        relaxed = AseAtomsAdaptor.get_structure(atoms)
+    except POTENTIAL_ERRORS as exc:  # the potential failed on this structure: a failed record
+        return RelaxResult(
+            error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start
+        )
+    return RelaxResult(
+        structure=relaxed,
+        energy_per_atom=e_after,
+        initial_energy_per_atom=e_before,
+        steps=int(optimizer.nsteps),
+        converged=converged,
+        displacement=displacement,
+        seconds=time.perf_counter() - start,
+    )

@@ -75,7 +75,7 @@ def main(cfg: DictConfig) -> str:
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
-    ldm = load_ldm(cfg.ldm_ckpt_path)
+    ldm = load_ldm(cfg.ldm_ckpt_path, key="ldm_ckpt_path")
     start = time.perf_counter()
     structures = generate_structures(
         ldm,
@@ -102,5 +102,11 @@ def main(cfg: DictConfig) -> str:
     return str(path)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-sample``; ``python -m crystalrl.sample``
+    runs it too, so the two never differ."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

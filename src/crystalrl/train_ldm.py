@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> dict:
     if cfg.get("init_weights"):  # a resumed run then overwrites these with its own
         from crystalrl.ldm.module import load_ldm
 
-        src = load_ldm(cfg.init_weights)
+        src = load_ldm(cfg.init_weights, key="init_weights")
         weights = (src.ema.module if src.ema is not None else src.denoiser).state_dict()
         module.denoiser.load_state_dict(weights)
         if module.ema is not None:
@@ -33,5 +33,11 @@ def main(cfg: DictConfig) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-train-ldm``; ``python -m crystalrl.train_ldm``
+    runs it too, so the two never differ."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

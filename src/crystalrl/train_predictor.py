@@ -43,5 +43,11 @@ def main(cfg: DictConfig) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-train-predictor``; ``python -m crystalrl.train_predictor``
+    runs it too, so the two never differ."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -62,5 +62,11 @@ def main() -> dict | None:
         raise
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-train-rl``; ``python -m crystalrl.train_rl``
+    runs it too, so the two never differ."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

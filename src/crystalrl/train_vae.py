@@ -21,11 +21,17 @@ def main(cfg: DictConfig) -> dict:
     if cfg.get("init_weights"):  # a resumed run then overwrites these with its own
         from crystalrl.vae.module import load_vae
 
-        module.load_state_dict(load_vae(cfg.init_weights).state_dict())
+        module.load_state_dict(load_vae(cfg.init_weights, key="init_weights").state_dict())
         print(f"Initialised from {cfg.init_weights}")
     result = fit(cfg, module, datamodule, export=export_checkpoint)
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Console script ``crystalrl-train-vae``; ``python -m crystalrl.train_vae``
+    runs it too, so the two never differ."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -113,6 +114,33 @@ class SharedStepHooks:
         return build_optimizer(self, self.hparams)
 
 
+class RankAgreement(L.Callback):
+    """Under DDP, check at the end of training that every process holds the same weights.
+
+    Gradients are all-reduced, so the ranks' weights can only drift apart through a bug
+    (a parameter outside the reduced set, a rank-dependent update); one all-gather of a
+    checksum per tensor turns that silent divergence into an error naming the tensor.
+    """
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size < 2 or not torch.distributed.is_initialized():
+            return
+        names, sums = [], []
+        for name, p in pl_module.named_parameters():
+            names.append(name)
+            sums.append(p.detach().double().sum() + p.detach().double().abs().sum())
+        local = torch.stack(sums).cpu() if sums else torch.zeros(0, dtype=torch.float64)
+        gathered = [torch.empty_like(local) for _ in range(trainer.world_size)]
+        torch.distributed.all_gather(gathered, local)
+        for rank, other in enumerate(gathered):
+            differs = (other - gathered[0]).abs() > 1e-9 * (1 + gathered[0].abs())
+            if bool(differs.any()):
+                first = names[int(differs.nonzero()[0])]
+                raise RuntimeError(f"rank {rank} ends with other weights than rank 0 ({first})")
+        if trainer.is_global_zero:
+            print(f"Weights agree across {trainer.world_size} processes")
+
+
 # ---------------------------------------------------------------------- checkpoints
 #: Stands for "any value" in a table of retired options.
 ANY_VALUE = object()
@@ -139,9 +167,16 @@ def drop_retired(
     return out
 
 
-def load_module(cls: type[L.LightningModule], path: str, map_location: str = "cpu"):
-    """Load a Lightning checkpoint or an exported one; weights come back in float32."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+def load_module(
+    cls: type[L.LightningModule], path: str, map_location: str = "cpu", key: str | None = None
+):
+    """Load a Lightning checkpoint or an exported one; weights come back in float32.
+
+    ``path`` may be a registry name; ``key`` is the config key it came from, which errors
+    name (see :func:`crystalrl.hub.resolve_checkpoint`)."""
+    from crystalrl.hub import load_checkpoint
+
+    ckpt = load_checkpoint(path, key, map_location)
     hparams = drop_retired(
         ckpt.get("hyper_parameters", {}), getattr(cls, "RETIRED_HPARAMS", {}), cls.__name__
     )
@@ -154,7 +189,9 @@ def load_module(cls: type[L.LightningModule], path: str, map_location: str = "cp
 
 def export_checkpoint(src: str, dst: str, half: bool = True, extra: dict | None = None) -> str:
     """Keep only weights and hyper-parameters (optionally fp16): a few MB to commit."""
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    from crystalrl.hub import load_checkpoint
+
+    ckpt = load_checkpoint(src)
     state = {
         k: (v.half() if half and v.is_floating_point() else v)
         for k, v in ckpt["state_dict"].items()
@@ -167,6 +204,10 @@ def export_checkpoint(src: str, dst: str, half: bool = True, extra: dict | None 
 
 
 # ---------------------------------------------------------------------- the run
+#: ``ckpt_path`` values Lightning itself understands (not files).
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
+
+
 def _instantiate_list(cfg: DictConfig | None) -> list:
     if not cfg:
         return []
@@ -180,6 +221,25 @@ def setup_run(cfg: DictConfig) -> None:
     if threads:
         torch.set_num_threads(int(threads))
     torch.set_float32_matmul_precision("medium")
+
+
+def creatable_parent(path: str | Path, key: str) -> Path:
+    """Create the folder ``path`` will be written to, or fail naming ``key``.
+
+    Called before training, so that an export path that cannot be written stops the run at
+    its start rather than after hours of training.
+    """
+    parent = Path(path).expanduser().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(
+            f"{key}={str(path)!r}: its folder {parent} cannot be created "
+            f"({exc.strerror or exc}); give a path whose folder exists or can be created"
+        ) from exc
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{key}={str(path)!r}: its folder {parent} is not writable")
+    return parent
 
 
 def instantiate_stage(module_cfg: DictConfig, datamodule: Any) -> L.LightningModule:
@@ -200,6 +260,8 @@ def fit(
 
     With ``export``, the best checkpoint (else the last) is then written to
     ``cfg.export_path`` by ``export(src, dst)``, when that key is set."""
+    if export is not None and cfg.get("export_path"):
+        creatable_parent(cfg.export_path, "export_path")
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
@@ -208,6 +270,10 @@ def fit(
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
     ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and str(ckpt_path) not in LIGHTNING_CKPT_NAMES:
+        from crystalrl.hub import resolve_checkpoint
+
+        ckpt_path = resolve_checkpoint(ckpt_path, "ckpt_path")
     last = out_dir / "checkpoints" / "last.ckpt"
     if ckpt_path is None and cfg.get("resume", True) and last.is_file():
         ckpt_path = str(last)
@@ -223,6 +289,8 @@ def fit(
         "fit_seconds": elapsed,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
+    if not trainer.is_global_zero:  # under DDP one process reports and exports
+        return result
     print(f"Best checkpoint: {best or last}")
     if export is not None and cfg.get("export_path"):
         src = best or str(last)

@@ -99,7 +99,7 @@ class CrystalDataModule(L.LightningDataModule):
     def split(self, name: str) -> ParsedSplit:
         if name not in self._splits:
             parsed = read_split(
-                find_split_file(self.data_dir, name),
+                find_split_file(self.data_dir, name, key="data.data_dir"),
                 max_atoms=self.max_atoms,
                 niggli=self.niggli,
                 num_workers=self.parse_workers,

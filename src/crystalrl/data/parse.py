@@ -87,16 +87,27 @@ class ParsedSplit:
         return out
 
 
-def find_split_file(dataset_dir: str | os.PathLike, split: str) -> Path:
-    """The ``split.csv`` or ``split.csv.gz`` file of a dataset folder; an error names both."""
+def find_split_file(dataset_dir: str | os.PathLike, split: str, key: str | None = None) -> Path:
+    """The ``split.csv`` or ``split.csv.gz`` file of a dataset folder.
+
+    An error names both file names, the folder, and ``key`` (the config key the folder came
+    from, such as ``data.data_dir``), because a wrong data directory is usually a missing
+    ``CRYSTALRL_DATA_DIR`` and the user has to know which setting to fix.
+    """
     dataset_dir = Path(dataset_dir)
+    label = f"{key}={str(dataset_dir)!r}" if key else str(dataset_dir)
+    layout = "a CDVAE-layout folder: train/val/test .csv(.gz) files with a 'cif' column"
+    if not dataset_dir.is_dir():
+        raise DatasetError(
+            f"{label}: no such folder ({dataset_dir.absolute()}); expected {layout}. "
+            f"Set CRYSTALRL_DATA_DIR to the folder holding the dataset folders (mp_20, "
+            f"perov_5, ...; now {os.environ.get('CRYSTALRL_DATA_DIR', 'unset')})"
+            + (f" or {key}=PATH" if key else "")
+        )
     for name in (f"{split}.csv", f"{split}.csv.gz"):
         if (dataset_dir / name).is_file():
             return dataset_dir / name
-    raise DatasetError(
-        f"no {split}.csv or {split}.csv.gz in {dataset_dir} "
-        f"(expected CDVAE layout: train/val/test CSV files with a 'cif' column)"
-    )
+    raise DatasetError(f"{label}: no {split}.csv or {split}.csv.gz in it; expected {layout}")
 
 
 def _parse_one(cif: str, max_atoms: int, niggli: bool):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from crystalrl.hub import load_checkpoint
 from crystalrl.vae.module import encoder_mismatch
 
 
@@ -25,7 +26,7 @@ def export_ldm(
     The training copy of the denoiser and the optimizer state are dropped: they are only
     needed to resume training, which uses the Lightning checkpoint itself.
     """
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(src)
     state = ckpt["state_dict"]
     hparams = dict(ckpt["hyper_parameters"])
     if "ldm_hyper_parameters" in ckpt:  # an RL run: keep only the LDM it trained
@@ -47,7 +48,7 @@ def export_ldm(
 
 
 def _swap_decoder(state: dict, hparams: dict, vae_path: str, src: str) -> tuple[dict, dict]:
-    new = torch.load(vae_path, map_location="cpu", weights_only=False)
+    new = load_checkpoint(vae_path, "--vae")
     new_state = {"vae." + k: v for k, v in new["state_dict"].items()}
     differs = encoder_mismatch(_under(state, "vae.vae."), _under(new["state_dict"], "vae."))
     if differs:

@@ -78,7 +78,11 @@ class LDMModule(L.LightningModule):
             denoiser = {**denoiser, **DIT_CONFIGS[preset]}
         diffusion = dict(diffusion or {})
         # the VAE's architecture is stored so a checkpoint rebuilds it without the VAE file
-        vae = load_vae(vae_ckpt_path) if vae_ckpt_path else VAEModule.from_hparams(vae_hparams)
+        vae = (
+            load_vae(vae_ckpt_path, key="ldm_module.vae_ckpt_path")
+            if vae_ckpt_path
+            else VAEModule.from_hparams(vae_hparams)
+        )
         self.hparams.update(denoiser=denoiser, diffusion=diffusion, vae_hparams=dict(vae.hparams))
         self.vae = vae
         self.vae.requires_grad_(False)
@@ -106,6 +110,8 @@ class LDMModule(L.LightningModule):
             if ema_decay
             else None
         )
+        if self.ema is not None:  # averaged, never trained (DDP would wait for its grads)
+            self.ema.requires_grad_(False)
         self.diffusion = GaussianDiffusion(**diffusion)
         # latents are divided by their std, measured on the first training batch
         self.register_buffer("latent_std", torch.tensor(float(latent_std or 0.0)))
@@ -273,9 +279,12 @@ class LDMModule(L.LightningModule):
         return batch, traj
 
 
-def load_ldm(path: str, map_location: str = "cpu") -> LDMModule:
-    """An LDM (or RL-tuned LDM) in eval mode from a Lightning or exported checkpoint."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+def load_ldm(path: str, map_location: str = "cpu", key: str | None = None) -> LDMModule:
+    """An LDM (or RL-tuned LDM) in eval mode from a Lightning or exported checkpoint;
+    ``key`` names the config key ``path`` came from in errors."""
+    from crystalrl.hub import load_checkpoint
+
+    ckpt = load_checkpoint(path, key, map_location)
     hp = dict(ckpt.get("hyper_parameters", {}))
     state = ckpt["state_dict"]
     if "ldm_hyper_parameters" in ckpt:  # an RL checkpoint: the LDM lives under "ldm."

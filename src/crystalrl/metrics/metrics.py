@@ -235,7 +235,8 @@ class Metrics:
         return pd.DataFrame(columns)
 
     def summary(self) -> dict[str, float]:
-        """Averages of per-structure metrics and the set-level metrics, as plain floats."""
+        """Averages of per-structure metrics, the set-level metrics and counts of structures
+        (all, decoded, without energy)."""
         out: dict[str, float] = {}
         for name in self.metrics:
             if name not in self.results:
@@ -247,6 +248,11 @@ class Metrics:
                 out[name] = float(value)
         out["num_structures"] = len(self.structures)
         out["num_valid_structures"] = int(self.valid.sum())
+        if "energy" in self.results:
+            # decoded structures without an energy: the potential failed on them (or the
+            # cell was collapsed); they count as unstable, and a count that grows says so
+            failed = self.valid & np.isnan(np.asarray(self.results["energy"], dtype=np.float64))
+            out["energy_failed"] = int(failed.sum())
         return out
 
     def to_csv(self, path: str | Path) -> Path:

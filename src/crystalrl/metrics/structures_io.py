@@ -2,6 +2,9 @@
 
 An entry that cannot be read becomes ``None`` rather than an error: a generator that
 writes a broken file has produced a failed structure, and evaluation should count it.
+Each such entry keeps the reason it failed, and one warning counts them by reason (as
+:func:`crystalrl.data.parse.read_split` does for datasets), so a broken input is never
+mistaken for a bad model without a word.
 """
 
 from __future__ import annotations
@@ -11,41 +14,106 @@ import json
 import os
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+
+#: What ``structure_path`` may be, for error messages.
+ACCEPTED_INPUTS = (
+    "a folder written by crystalrl.sample (samples.json.gz), a folder of .cif files, "
+    "a .json(.gz) list of pymatgen Structure.as_dict(), or a .csv(.gz) with a 'cif' column"
+)
+#: Rows listed by number in the warning, per reason; the CSV column has them all.
+MAX_LISTED_ROWS = 10
+
+
+@dataclass
+class StructureInput:
+    """What :func:`read_structure_input` read: a structure (``None`` where it failed), a name
+    and a skip reason (``""`` for a good one) per entry, in input order."""
+
+    structures: list
+    names: list[str]
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> dict[str, list[int]]:
+        """Reason (its kind, before any ``:`` detail) -> positions of the entries it hit."""
+        out: dict[str, list[int]] = {}
+        for i, reason in enumerate(self.reasons):
+            if reason:
+                out.setdefault(reason.split(":")[0], []).append(i)
+        return out
+
+    def summary(self) -> str:
+        """``"2 of 200 structures skipped: 1 unparseable CIF (row 3), 1 empty cif (row 7)"``;
+        empty when nothing was skipped. Rows count from 0 in input order, as the rows of
+        ``crystalrl.evaluate``'s per-structure CSV do."""
+        skipped = self.skipped
+        if not skipped:
+            return ""
+        parts = []
+        for reason, rows in sorted(skipped.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            listed = ", ".join(str(r) for r in rows[:MAX_LISTED_ROWS])
+            more = ", …" if len(rows) > MAX_LISTED_ROWS else ""
+            parts.append(f"{len(rows)} {reason} (row{'s' if len(rows) > 1 else ''} {listed}{more})")
+        n = sum(len(rows) for rows in skipped.values())
+        return f"{n} of {len(self.reasons)} structures skipped: {', '.join(parts)}"
 
 
 def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def _from_cif(text: str):
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:160]
+
+
+def _from_cif(text: object) -> tuple[object, str]:
+    """(structure, "") or (None, reason). Any error pymatgen's CIF parser raises means an
+    unparseable entry: that parser raises many types, and every one is reported."""
     from pymatgen.core import Structure
 
+    if not isinstance(text, str) or not text.strip():
+        return None, "empty cif"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Structure.from_str(text, fmt="cif")
-    except Exception:
-        return None
+            structure = Structure.from_str(text, fmt="cif")
+    except Exception as exc:
+        return None, f"unparseable CIF: {_detail(exc)}"
+    if len(structure) == 0:
+        return None, "no sites"
+    return structure, ""
 
 
-def _from_dict(d):
+def _from_dict(d) -> tuple[object, str]:
+    """(structure, "") or (None, reason); ``null`` is what the sampler writes for a
+    structure it failed to decode."""
     from pymatgen.core import Structure
 
+    if d is None:
+        return None, "not decoded (null entry)"
     try:
-        return Structure.from_dict(d) if d is not None else None
-    except Exception:
-        return None
+        return Structure.from_dict(d), ""
+    except Exception as exc:  # a foreign or truncated dict: reported like a bad CIF
+        return None, f"unreadable structure dict: {_detail(exc)}"
 
 
-def read_structures(path: str | os.PathLike, limit: int | None = None) -> tuple[list, list[str]]:
-    """Structures (``None`` where unreadable) and a name for each.
+def read_structure_input(
+    path: str | os.PathLike, limit: int | None = None, key: str = "structure_path"
+) -> StructureInput:
+    """Structures (``None`` where unreadable), names and skip reasons, with one warning
+    counting the skipped entries by reason.
 
     ``path`` is a folder written by ``crystalrl.sample`` (its ``samples.json.gz`` is read),
     a folder of ``*.cif`` files (natural order of file names), a ``.json`` or
     ``.json.gz`` file holding a list of pymatgen ``Structure.as_dict()`` (what the sampler
     writes), or a ``.csv``/``.csv.gz`` file with a ``cif`` column (the dataset layout).
+    Errors about the input as a whole name ``key``, the config key it came from.
     """
+    given = path
     path = Path(path).expanduser()
     if path.is_dir() and (path / "samples.json.gz").is_file():
         # the sampler's own record keeps failed decodes (as None), the CIFs do not: rates
@@ -54,35 +122,58 @@ def read_structures(path: str | os.PathLike, limit: int | None = None) -> tuple[
     if path.is_dir():
         files = sorted(path.glob("*.cif"), key=lambda p: _natural_key(p.name))
         if not files:
-            raise FileNotFoundError(f"no .cif files in {path}")
+            raise FileNotFoundError(
+                f"{key}={str(given)!r}: no .cif files and no samples.json.gz in the folder "
+                f"{path}; expected {ACCEPTED_INPUTS}"
+            )
         files = files[:limit] if limit else files
-        return [_from_cif(f.read_text()) for f in files], [f.stem for f in files]
-    if not path.is_file():
-        raise FileNotFoundError(f"structure_path {path} is neither a folder nor a file")
-    name = path.name.lower()
-    if name.endswith((".json", ".json.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
+        read = [_from_cif(f.read_text()) for f in files]
+        names = [f.stem for f in files]
+    elif not path.is_file():
+        raise FileNotFoundError(
+            f"{key}={str(given)!r}: no such file or folder ({path.absolute()}); "
+            f"expected {ACCEPTED_INPUTS}"
+        )
+    elif path.name.lower().endswith((".json", ".json.gz")):
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
         with opener(path, "rt") as fh:
             data = json.load(fh)
         if isinstance(data, dict) and "structures" in data:
             data = data["structures"]
         if not isinstance(data, list):
-            raise ValueError(f"{path} should hold a JSON list of structure dicts")
+            raise ValueError(f"{key}={str(given)!r} should hold a JSON list of structure dicts")
         data = data[:limit] if limit else data
-        return [_from_dict(d) for d in data], [str(i) for i in range(len(data))]
-    if name.endswith((".csv", ".csv.gz")):
+        read = [_from_dict(d) for d in data]
+        names = [str(i) for i in range(len(data))]
+    elif path.name.lower().endswith((".csv", ".csv.gz")):
         import pandas as pd
 
         frame = pd.read_csv(path, nrows=limit)
         if "cif" not in frame.columns:
-            raise ValueError(f"{path} has no 'cif' column")
+            raise ValueError(
+                f"{key}={str(given)!r} has no 'cif' column (columns: {', '.join(frame.columns)})"
+            )
         names = (
             frame["material_id"].astype(str).tolist()
             if "material_id" in frame.columns
             else [str(i) for i in range(len(frame))]
         )
-        return [_from_cif(c) if isinstance(c, str) else None for c in frame["cif"]], names
-    raise ValueError(f"cannot read structures from {path}: expected a folder, .json(.gz) or .csv")
+        read = [_from_cif(c) for c in frame["cif"]]
+    else:
+        raise ValueError(
+            f"{key}={str(given)!r}: cannot read structures from it; expected {ACCEPTED_INPUTS}"
+        )
+    result = StructureInput([s for s, _ in read], names, [r for _, r in read])
+    if message := result.summary():
+        warnings.warn(f"{path}: {message}", stacklevel=2)
+    return result
+
+
+def read_structures(path: str | os.PathLike, limit: int | None = None) -> tuple[list, list[str]]:
+    """Structures (``None`` where unreadable) and a name for each; see
+    :func:`read_structure_input`, which also gives the reasons."""
+    result = read_structure_input(path, limit)
+    return result.structures, result.names
 
 
 def write_structures_json(structures, path: str | os.PathLike) -> Path:

@@ -41,7 +41,11 @@ class PredictorModule(SharedStepHooks, L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(init_args(locals()))
-        vae = load_vae(vae_ckpt_path) if vae_ckpt_path else VAEModule.from_hparams(vae_hparams)
+        vae = (
+            load_vae(vae_ckpt_path, key="predictor_module.vae_ckpt_path")
+            if vae_ckpt_path
+            else VAEModule.from_hparams(vae_hparams)
+        )
         self.hparams.update(vae_ckpt_path=None, vae_hparams=dict(vae.hparams))
         self.vae = vae.requires_grad_(False).eval()
         n = len(target_names)
@@ -105,6 +109,7 @@ class PredictorModule(SharedStepHooks, L.LightningModule):
         return loss
 
 
-def load_predictor(path: str, map_location: str = "cpu") -> PredictorModule:
-    """A trained predictor in eval mode (Lightning or exported checkpoint)."""
-    return load_module(PredictorModule, path, map_location)
+def load_predictor(path: str, map_location: str = "cpu", key: str | None = None) -> PredictorModule:
+    """A trained predictor in eval mode (Lightning or exported checkpoint); ``key`` names
+    the config key ``path`` came from in errors."""
+    return load_module(PredictorModule, path, map_location, key)

@@ -26,16 +26,20 @@ class ReferenceDatasetError(ValueError):
 
 
 def resolve_reference_dir(
-    name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None
+    name_or_path: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    key: str = "reference_dataset",
 ) -> Path:
-    """``mp-20`` -> ``$CRYSTALRL_DATA_DIR/mp_20``; an existing folder -> itself; else an error."""
+    """``mp-20`` -> ``$CRYSTALRL_DATA_DIR/mp_20``; an existing folder -> itself; else an error
+    naming ``key``, the config key the name came from (every command and the RL reward
+    call it ``reference_dataset``)."""
     text = str(name_or_path)
     if text in REFERENCE_DATASETS:
         folder = Path(data_dir or default_data_dir()) / REFERENCE_DATASETS[text]
         if not folder.is_dir():
             raise ReferenceDatasetError(
-                f"reference dataset '{text}' should be at {folder}, which does not exist; "
-                "set CRYSTALRL_DATA_DIR to the folder holding the datasets"
+                f"{key}={text!r}: reference dataset '{text}' should be at {folder}, which "
+                "does not exist; set CRYSTALRL_DATA_DIR to the folder holding the datasets"
             )
         return folder
     folder = Path(text).expanduser()
@@ -43,5 +47,7 @@ def resolve_reference_dir(
         return folder
     known = ", ".join(sorted(REFERENCE_DATASETS))
     raise ReferenceDatasetError(
-        f"'{text}' is neither a known reference dataset ({known}) nor an existing folder"
+        f"{key}={text!r} is neither a known reference dataset ({known}) nor an existing "
+        f"folder ({folder.absolute()} does not exist); give one of those names or a "
+        "CDVAE-layout folder with train/val/test .csv(.gz) files"
     )

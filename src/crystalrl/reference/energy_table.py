@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def reusable_energies(tables: list[Path], potential: str) -> dict[tuple[str, str
     for path in tables:
         try:
             table = EnergyTable.load(path)
-        except Exception:  # an unreadable or foreign file is simply not a source
+        # an unreadable or foreign file (not an .npz, or without a table's fields) is simply
+        # not a source
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             continue
         if table.potential == potential:
             merged.update(table.lookup())

@@ -19,7 +19,6 @@ placed on the hull at all; a query containing it has no E_hull (NaN, counted as 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import warnings
@@ -28,11 +27,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crystalrl.potentials import EnergyModel
+from crystalrl.potentials import EnergyModel, relax
 
 log = logging.getLogger("crystalrl")
 
-HULL_VERSION = 2
+#: 3: prototypes relax through potentials.relax (FrechetCellFilter, was UnitCellFilter).
+HULL_VERSION = 3
 #: Build options (and their defaults) of :meth:`ReferenceHull.build`; part of the cache key.
 HULL_DEFAULTS = {"relax_steps": 300, "fmax": 0.05}
 PROTOTYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
@@ -49,7 +49,7 @@ def elemental_prototypes(symbol: str) -> dict:
     for attr in ("metallic_radius", "atomic_radius", "atomic_radius_calculated"):
         try:
             value = getattr(el, attr)
-        except Exception:
+        except (AttributeError, ValueError, KeyError):  # pymatgen has no such data for it
             value = None
         if value is not None and float(value) > 0:
             radius = float(value)
@@ -65,40 +65,28 @@ def elemental_prototypes(symbol: str) -> dict:
     return {name: AseAtomsAdaptor.get_structure(atoms) for name, atoms in cells.items()}
 
 
-def relax(structure, calculator, steps: int = 300, fmax: float = 0.05):
-    """Relax cell and positions with FIRE; returns the relaxed structure (or the input)."""
-    if steps <= 0:
-        return structure
-    from ase.filters import UnitCellFilter
-    from ase.optimize import FIRE
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    atoms = AseAtomsAdaptor.get_atoms(structure)
-    atoms.calc = calculator
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        FIRE(UnitCellFilter(atoms), logfile=None).run(fmax=fmax, steps=steps)
-    return AseAtomsAdaptor.get_structure(atoms)
-
-
 def prototype_energy(
     symbol: str, energy_model: EnergyModel, steps: int = 300, fmax: float = 0.05
 ) -> tuple[float, str]:
-    """Lowest energy per atom over relaxed prototypes of an element, and which prototype."""
-    calculator = None
+    """Lowest energy per atom over relaxed prototypes of an element, and which prototype.
+
+    A prototype whose relaxation fails (or a potential without forces) keeps its built
+    geometry; the energy is the single point of the relaxed cell, computed as the
+    reference energies are."""
+    prototypes = elemental_prototypes(symbol)
+    names, structures = list(prototypes), list(prototypes.values())
     if steps > 0:
         try:
-            calculator = energy_model.ase_calculator()
-        except NotImplementedError:
-            steps = 0
+            done = relax(structures, energy_model, fmax=fmax, max_steps=steps)
+        except NotImplementedError:  # no ASE calculator: the prototypes as built
+            done = []
+        for i, result in enumerate(done):
+            if not result.failed:
+                structures[i] = result.structure
     best, best_name = math.nan, ""
-    for name, structure in elemental_prototypes(symbol).items():
-        if steps > 0:
-            with contextlib.suppress(Exception):  # a failed relaxation keeps the prototype
-                structure = relax(structure, calculator, steps, fmax)
-        e = float(energy_model.energies([structure])[0])
+    for name, e in zip(names, energy_model.energies(structures), strict=True):
         if np.isfinite(e) and not (e >= best):
-            best, best_name = e, name
+            best, best_name = float(e), name
     return best, best_name
 
 
@@ -207,7 +195,7 @@ class ReferenceHull:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return float(pd.get_e_above_hull(entry, allow_negative=True, check_stable=False))
-        except Exception:
+        except (ValueError, RuntimeError, ArithmeticError):  # no decomposition; QhullError
             return math.nan
 
     def e_above_hull_many(

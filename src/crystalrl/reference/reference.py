@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("crystalrl")
 
 REFERENCE_VERSION = 1
+#: What unpickling a cache written by another pymatgen (a class moved or changed) or a
+#: truncated file raises: the cache is rebuilt.
+STALE_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError)
 #: Reference cells are read without an atom limit: a reference must hold every row.
 NO_ATOM_LIMIT = 10_000
 
@@ -74,7 +78,10 @@ class Reference:
                 if splits:  # asked for explicitly: must exist
                     raise
         if not self.split_files:
-            raise ReferenceDatasetError(f"no train/val/test CSV files in {self.dataset_dir}")
+            raise ReferenceDatasetError(
+                f"reference_dataset={self.name!r}: no train/val/test .csv(.gz) files in "
+                f"{self.dataset_dir}"
+            )
         self.cache_dir = cache_root(cache_dir)
         self._potential_spec = potential
         self.hull_options = dict(hull or {})
@@ -281,8 +288,8 @@ class Reference:
         if cache.is_file():
             try:
                 return load_pickle(cache)
-            except Exception:  # a stale pickle from another pymatgen: rebuild
-                log.warning("could not read %s; rebuilding the hull", cache)
+            except STALE_PICKLE_ERRORS as exc:
+                log.warning("could not read %s (%s); rebuilding the hull", cache, exc)
         energies = self.energies
         start = time.perf_counter()
         hull = ReferenceHull.build(

@@ -10,7 +10,7 @@ component's worst value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -187,10 +187,21 @@ class EnergyReward(RewardComponent):
     1 eV/atom of the hull. When nearly all of a group lies above the cap, every member gets
     the same −cap and the component gives GRPO no direction; a higher cap restores a
     ranking among them (the cost: a sample 5 eV/atom above the hull weighs as much against
-    one at 4 as one at 1 does against one at 0)."""
+    one at 4 as one at 1 does against one at 0).
+
+    ``relax`` (``{max_steps: 20, fmax: 0.1}``, keys of :func:`crystalrl.potentials.relax`;
+    default off) takes E_hull after a short relaxation, as MatInvent does: a sample a few
+    FIRE steps from a low minimum is rewarded for that minimum, not for its exact
+    coordinates. The relaxation runs on the hull's own potential and its final energy is
+    placed on the same hull, so no potentials mix; a structure whose relaxation fails keeps
+    its single-point E_hull. It costs about ``max_steps`` force evaluations per structure.
+    """
 
     name = "energy"
+    #: With ``relax`` the single-point E_hull is still computed: it carries the reference
+    #: (hull and potential) to the component and stands in where a relaxation fails.
     required_metrics = ("e_above_hull",)
+    RELAX_OPTIONS = frozenset({"max_steps", "fmax", "relax_cell"})
 
     def __init__(
         self,
@@ -199,17 +210,41 @@ class EnergyReward(RewardComponent):
         eps: float = 1e-4,
         max_e_above_hull: float = 1.0,
         name: str | None = None,
+        relax: Mapping[str, Any] | None = None,
     ):
         super().__init__(weight, normalize_fn, eps, name)
         if not max_e_above_hull > 0:
             raise ValueError(f"EnergyReward max_e_above_hull must be > 0, got {max_e_above_hull}")
         self.cap = float(max_e_above_hull)
+        self.relax = dict(relax) if relax is not None else None
+        unknown = set(self.relax or {}) - self.RELAX_OPTIONS
+        if unknown:
+            raise ValueError(
+                f"EnergyReward relax has unknown option(s) {sorted(unknown)}; "
+                f"expected some of {sorted(self.RELAX_OPTIONS)}"
+            )
 
     def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
-        e_hull = (metrics or MetricResults()).require("e_above_hull")
-        e = torch.as_tensor(np.asarray(e_hull, dtype=np.float64))
+        results = metrics or MetricResults()
+        e_hull = np.asarray(results.require("e_above_hull"), dtype=np.float64)
+        if self.relax is not None:
+            e_hull = self.relaxed_e_above_hull(structures, results.require("reference"), e_hull)
+        e = torch.as_tensor(e_hull)
         e = e.nan_to_num(nan=self.cap, posinf=self.cap, neginf=0.0)
         return -e.clamp(0.0, self.cap).float()
+
+    def relaxed_e_above_hull(
+        self, structures: Sequence, reference: Any, single_point: np.ndarray
+    ) -> np.ndarray:
+        """E_hull of each structure after ``relax``; ``single_point`` where that fails."""
+        from crystalrl.metrics.validity import cell_collapsed
+        from crystalrl.potentials import relax
+
+        done = relax(structures, reference.energy_model, skip=cell_collapsed, **self.relax)
+        compositions = [None if r.failed else r.structure.composition for r in done]
+        energies = np.array([r.energy_per_atom for r in done], dtype=np.float64)
+        relaxed = reference.hull.e_above_hull_many(compositions, energies)
+        return np.where(np.isnan(relaxed), single_point, relaxed)
 
 
 class _DiversityReward(RewardComponent):
@@ -279,10 +314,11 @@ class PredictorReward(RewardComponent):
     def setup(self, vae: Any = None, device: str | torch.device = "cpu") -> None:
         self.device = device
         if isinstance(self.predictor, str):
-            from crystalrl.hub import resolve
             from crystalrl.predictor import load_predictor
 
-            self.predictor = load_predictor(resolve(self.predictor), map_location=str(device))
+            # the config key of the reward components a training run composes
+            key = f"rl_module.reward_fn.components.{self.name}.predictor"
+            self.predictor = load_predictor(self.predictor, map_location=str(device), key=key)
         if hasattr(self.predictor, "eval"):
             self.predictor.eval()
 

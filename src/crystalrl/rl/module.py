@@ -78,9 +78,9 @@ class RLModule(L.LightningModule):
         self.automatic_optimization = False
         self.rl = _with_defaults("rl_configs", rl_configs, DEFAULT_RL_CONFIGS)
         self.sampling = _with_defaults("sampling_configs", sampling_configs, DEFAULT_SAMPLING)
-        self.ldm = load_ldm(ldm_ckpt_path)
+        self.ldm = load_ldm(ldm_ckpt_path, key="rl_module.ldm_ckpt_path")
         if vae_ckpt_path:
-            vae = load_vae(vae_ckpt_path)
+            vae = load_vae(vae_ckpt_path, key="rl_module.vae_ckpt_path")
             differs = encoder_mismatch(self.ldm.vae.vae.state_dict(), vae.vae.state_dict())
             if differs:
                 raise ValueError(
@@ -116,11 +116,18 @@ class RLModule(L.LightningModule):
         if self.reward_fn is not None and hasattr(self.reward_fn, "setup"):
             self.reward_fn.setup(vae=self.ldm.vae, device="cpu")
 
+    def on_fit_start(self) -> None:
+        """Under DDP every process starts from the same seed; its rollouts must not repeat
+        the other processes' noise, or the extra groups would be copies."""
+        if self.trainer.world_size > 1:
+            torch.manual_seed(torch.initial_seed() + 7919 * self.global_rank)
+
     def train(self, mode: bool = True):
         """The whole LDM stays in eval mode, also while training: the probability ratio of
         GRPO needs the update to evaluate the same function as the rollout did, and the
-        denoiser's only train-time behaviour (classifier-free condition dropout) would
-        change it. Gradients flow in eval mode all the same."""
+        denoiser must not change behaviour between the two (it has no dropout today; a
+        train-time behaviour added later would break the ratio). Gradients flow in eval
+        mode all the same."""
         super().train(mode)
         self.ldm.eval()
         return self
@@ -220,7 +227,8 @@ class RLModule(L.LightningModule):
             **{f"train/{k}": float(v) for k, v in roll["metrics"].items()},
             **{f"time/{k}": v for k, v in self.timings.items()},
         }
-        self.log_dict(log, batch_size=b, on_step=True, on_epoch=False)
+        # sync_dist: under DDP the logged values are the means over all processes' groups
+        self.log_dict(log, batch_size=b, on_step=True, on_epoch=False, sync_dist=True)
         self.log("reward", rewards.mean(), prog_bar=True, batch_size=b, logger=False)
         self.log("kl", stats["kl_div"], prog_bar=True, batch_size=b, logger=False)
 
@@ -293,14 +301,16 @@ class RLModule(L.LightningModule):
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: CrystalBatch, batch_idx: int) -> None:
         g = int(self.rl["val_num_group_samples"] or self.rl["num_group_samples"])
-        gen = torch.Generator().manual_seed(1000 + batch_idx)  # same noise every validation
+        # the same noise at every validation, other noise on each DDP process
+        gen = torch.Generator().manual_seed(1000 + batch_idx + 7919 * self.global_rank)
         roll = self.rollout(batch, g, generator=gen)
         b = len(roll["rewards"])
-        self.log("val/reward", roll["rewards"].mean(), prog_bar=True, batch_size=b)
+        self.log("val/reward", roll["rewards"].mean(), prog_bar=True, batch_size=b, sync_dist=True)
         for k, v in roll["components"].items():
-            self.log(f"val/{k}", torch.as_tensor(v, dtype=torch.float32).nanmean(), batch_size=b)
+            value = torch.as_tensor(v, dtype=torch.float32).nanmean()
+            self.log(f"val/{k}", value, batch_size=b, sync_dist=True)
         for k, v in roll["metrics"].items():
-            self.log(f"val/{k}", float(v), batch_size=b)
+            self.log(f"val/{k}", float(v), batch_size=b, sync_dist=True)
 
     # ------------------------------------------------------------------ checkpoints
     def on_load_checkpoint(self, checkpoint: dict) -> None:

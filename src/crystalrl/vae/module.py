@@ -137,6 +137,7 @@ def encoder_mismatch(
     return None
 
 
-def load_vae(path: str, map_location: str = "cpu") -> VAEModule:
-    """A trained VAE in eval mode from a Lightning or exported (half-precision) checkpoint."""
-    return load_module(VAEModule, path, map_location)
+def load_vae(path: str, map_location: str = "cpu", key: str | None = None) -> VAEModule:
+    """A trained VAE in eval mode from a Lightning or exported (half-precision) checkpoint;
+    ``key`` names the config key ``path`` came from in errors."""
+    return load_module(VAEModule, path, map_location, key)
