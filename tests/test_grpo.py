@@ -92,16 +92,10 @@ class DensityReward:
         )
 
 
-@pytest.mark.parametrize(
-    "channels",
-    [{}, dict(position_scale=1.5, lattice_scale=1.0, precompute_latents=True)],
-    ids=["latent", "latent+position+lattice"],
-)
-def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
-    tiny_vae_ckpt, tmp_path, perov_batch, channels
-):
+def _tiny_rl(tiny_vae_ckpt, tmp_path, channels: dict, **rl_configs):
+    """An RLModule over a one-block DiT whose output depends on its weights."""
     from crystalrl.ldm.export import export_ldm
-    from crystalrl.ldm.module import LDMModule, load_ldm
+    from crystalrl.ldm.module import LDMModule
     from crystalrl.rl.module import RLModule
 
     torch.manual_seed(0)
@@ -116,23 +110,42 @@ def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
     ldm.ema.module.load_state_dict(ldm.denoiser.state_dict())
     raw = tmp_path / "ldm.ckpt"
     torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": dict(ldm.hparams)}, raw)
-    rl = RLModule(
+    return RLModule(
         ldm_ckpt_path=export_ldm(str(raw), str(tmp_path / "ldm_small.ckpt"), half=False),
-        rl_configs=dict(num_group_samples=4, num_inner_batch=2, clip_ratio=0.2),
+        rl_configs=dict(num_group_samples=4, num_inner_batch=2, **rl_configs),
         reward_fn=DensityReward(),
         sampling_configs=dict(sampling_steps=6),
         optimizer=lambda p: torch.optim.SGD(p, lr=1e-2),
     )
-    opt = rl.configure_optimizers()["optimizer"]
-    rl.optimizers = lambda: SimpleNamespace(zero_grad=opt.zero_grad, step=opt.step, optimizer=opt)
-    rl.manual_backward = lambda loss: loss.backward()
-    batch = perov_batch
-    counts_batch = type(batch)(
+
+
+def _first_two(batch):
+    return type(batch)(
         **{
             k: getattr(batch, k)[:2]
             for k in ("atom_types", "frac_coords", "mask", "num_atoms", "lengths", "angles")
         }
     )
+
+
+CHANNELS = pytest.mark.parametrize(
+    "channels",
+    [{}, dict(position_scale=1.5, lattice_scale=1.0, precompute_latents=True)],
+    ids=["latent", "latent+position+lattice"],
+)
+
+
+@CHANNELS
+def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
+    tiny_vae_ckpt, tmp_path, perov_batch, channels
+):
+    from crystalrl.ldm.module import load_ldm
+
+    rl = _tiny_rl(tiny_vae_ckpt, tmp_path, channels, clip_ratio=0.2)
+    opt = rl.configure_optimizers()["optimizer"]
+    rl.optimizers = lambda: SimpleNamespace(zero_grad=opt.zero_grad, step=opt.step, optimizer=opt)
+    rl.manual_backward = lambda loss: loss.backward()
+    counts_batch = _first_two(perov_batch)
     assert rl.reward_fn.normalize_fn == "std" and rl.reference_denoiser is None
     roll = rl.rollout(counts_batch, 4)
     assert roll["old_logp"].shape == (8, 6)
@@ -156,6 +169,63 @@ def test_one_rl_step_updates_the_policy_and_skips_zero_std_steps(
     again = load_ldm(str(tmp_path / "rl.ckpt"))
     for a, b in zip(again.denoiser.parameters(), rl.ldm.denoiser.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+@CHANNELS
+@pytest.mark.parametrize("kl_reference", ["rollout", "initial"])
+def test_batched_update_gives_the_step_by_step_gradients(
+    tiny_vae_ckpt, tmp_path, perov_batch, channels, kl_reference
+):
+    rl = _tiny_rl(tiny_vae_ckpt, tmp_path, channels, kl_reference=kl_reference)
+    roll = rl.rollout(_first_two(perov_batch), 4)
+    adv = group_advantages(roll["rewards"], 4)
+    # move the policy off the rollout's weights, so ratios and KL are not trivially 1 and 0
+    with torch.no_grad():
+        for p in rl.ldm.denoiser.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    # in float64 the two orders of summation agree to ~1e-12: what is compared is the math
+    rl.ldm.denoiser.double()
+    if rl.reference_denoiser is not None:
+        rl.reference_denoiser.double()
+    traj = {k: v.double() if v.is_floating_point() else v for k, v in roll["traj"].items()}
+    old_logp, adv = roll["old_logp"].double(), adv.double()
+    idx = torch.arange(len(adv))
+    stds = roll["traj"]["stds"]
+    steps = [k for k in range(stds.shape[1]) if bool((stds[:, k] > 0).all())]
+
+    def gradients(per_call: int) -> list[torch.Tensor]:
+        rl.ldm.denoiser.zero_grad()
+        for i in range(0, len(steps), per_call):
+            ks = steps[i : i + per_call]
+            rl._block_loss(traj, old_logp, adv, idx, ks, len(steps)).loss.backward()
+        return [p.grad.clone() for p in rl.ldm.denoiser.parameters()]
+
+    one_by_one = gradients(1)
+    assert any(g.abs().sum() > 0 for g in one_by_one)
+    for per_call in (2, len(steps)):
+        for a, b in zip(gradients(per_call), one_by_one, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_step_distribution_per_row_indices_match_one_index(tiny_vae_ckpt, sampler):
+    from crystalrl.ldm.module import LDMModule
+
+    torch.manual_seed(0)
+    ldm = LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
+    )
+    torch.nn.init.normal_(ldm.denoiser.final_layer.linear.weight, std=0.1)
+    s = ldm.make_sampler(sampler, 5, 1.0)
+    x, mask = torch.randn(3, 4, ldm.token_dim), torch.ones(3, 4, dtype=torch.bool)
+    net = lambda x, t, m: ldm.denoiser(x, t, m)  # noqa: E731
+    for i in range(5):
+        mean, std = s.step_distribution(net, x, i, mask)
+        rows = torch.tensor([i, 0, i]) if i else torch.zeros(3, dtype=torch.long)
+        bmean, bstd = s.step_distribution(net, x, rows, mask)
+        torch.testing.assert_close(bmean[[0, 2]], mean[[0, 2]])
+        torch.testing.assert_close(bstd[[0, 2]], std[[0, 2]].expand_as(bstd[[0, 2]]))
+        assert float(bstd[1].max()) == 0.0  # row at the final step
 
 
 def test_rl_refuses_a_vae_from_another_latent_space(tiny_vae_ckpt, tmp_path):

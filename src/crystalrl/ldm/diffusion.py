@@ -224,30 +224,36 @@ class Sampler:
         return len(self.schedule)
 
     def step_distribution(
-        self, model_fn: ModelFn, x: torch.Tensor, i: int, mask: torch.Tensor
+        self, model_fn: ModelFn, x: torch.Tensor, i: int | torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of p(x_{i-1} | x_i) at chain index ``i`` (K-1 … 0).
 
-        The std is zero at the final step (i = 0), where the chain returns its mean.
+        ``i`` is one index for the whole batch, or one per row (B,): the RL update stacks
+        several denoising steps into one network call. The std is zero at the final step
+        (i = 0), where the chain returns its mean.
         """
         b, _, d = x.shape
-        idx = torch.full((b,), i, dtype=torch.long, device=x.device)
+        if isinstance(i, torch.Tensor):
+            idx = i.to(device=x.device, dtype=torch.long).reshape(b)
+        else:
+            idx = torch.full((b,), i, dtype=torch.long, device=x.device)
         out = model_fn(x, self.schedule.timesteps.to(x.device)[idx], mask)
         s = self.schedule
+        last = (idx == 0).view(b, 1, 1)
         if self.sampler == "ddpm":
             mean, log_var = s.p_mean_logvar(out, x, idx, d)
-            std = (0.5 * log_var).exp() if i > 0 else torch.zeros_like(log_var)
+            std = torch.where(last, 0.0, (0.5 * log_var).exp())
             if out.shape[-1] == d:  # fixed variance: one value per structure
                 std = std[:, :1, :1]
             return mean, std
         eps = out[..., :d]
         x0 = s.predict_x0(x, idx, eps)
-        ac = float(s.alphas_cumprod[i])
-        ac_prev = float(s.alphas_cumprod_prev[i])
-        sigma = self.eta * math.sqrt((1 - ac_prev) / (1 - ac)) * math.sqrt(1 - ac / ac_prev)
-        mean = math.sqrt(ac_prev) * x0 + math.sqrt(max(1 - ac_prev - sigma**2, 0.0)) * eps
-        std = torch.full((b, 1, 1), sigma, dtype=x.dtype, device=x.device)
-        return mean, std
+        ac = _take(s.alphas_cumprod, idx, 3)  # float64, as the constants were computed
+        ac_prev = _take(s.alphas_cumprod_prev, idx, 3)
+        sigma = self.eta * ((1 - ac_prev) / (1 - ac)).sqrt() * (1 - ac / ac_prev).sqrt()
+        dir_coef = (1 - ac_prev - sigma**2).clamp(min=0.0).sqrt()
+        mean = ac_prev.sqrt().to(x.dtype) * x0 + dir_coef.to(x.dtype) * eps
+        return mean, sigma.to(x.dtype)
 
     @torch.no_grad()
     def sample(

@@ -14,6 +14,7 @@ import copy
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -24,7 +25,7 @@ from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
 from crystalrl.rewards.reward import RewardFunction, RewardOutput, as_reward_function
-from crystalrl.rl.grpo import group_advantages, grpo_step_loss
+from crystalrl.rl.grpo import StepLoss, group_advantages, grpo_step_loss
 from crystalrl.training import build_scheduler
 from crystalrl.vae.module import encoder_mismatch, init_args, load_vae
 
@@ -39,6 +40,9 @@ DEFAULT_RL_CONFIGS: dict[str, Any] = {
     # beyond the seed, each off by default
     "kl_reference": "rollout",  # or "initial": KL against the frozen starting denoiser
     "train_step_fraction": 1.0,  # < 1: update on a random subset of the denoising steps
+    # denoising steps evaluated in one forward/backward of the update (1: one at a time,
+    # as the seed; 0: all of a chunk's steps at once); the gradient is the same
+    "update_step_batch": 1,
     "val_num_group_samples": None,  # group size of validation rollouts (default: training's)
 }
 DEFAULT_SAMPLING: dict[str, Any] = {
@@ -237,8 +241,7 @@ class RLModule(L.LightningModule):
     ) -> dict[str, torch.Tensor]:
         """Inner mini-batches of the clipped-surrogate update; returns mean statistics."""
         opt = self.optimizers()
-        latents, stds, mask = traj["latents"], traj["stds"], traj["mask"]
-        chain_index = traj["chain_index"]
+        stds = traj["stds"]
         steps = [k for k in range(stds.shape[1]) if bool((stds[:, k] > 0).all())]  # std 0: skip
         frac = float(self.rl["train_step_fraction"])
         if frac < 1.0:
@@ -254,38 +257,22 @@ class RLModule(L.LightningModule):
             "grad_norm": 0.0,
         }
         count = 0
+        per_call = int(self.rl["update_step_batch"]) or len(steps)
+        blocks = [steps[i : i + per_call] for i in range(0, len(steps), per_call)]
         for c, idx in enumerate(chunks):
             idx = torch.as_tensor(idx)
             opt.zero_grad()
-            for k in steps:
-                x, x_next, m = latents[idx, k], latents[idx, k + 1], mask[idx]
-                mean, std = self.sampler.step_distribution(
-                    self.policy_fn(), x, int(chain_index[k]), m
-                )
-                new = gaussian_log_prob(x_next, mean, std, m)
-                ref = None
-                if self.reference_denoiser is not None:
-                    with torch.no_grad():
-                        rm, rs = self.sampler.step_distribution(
-                            self.policy_fn(self.reference_denoiser), x, int(chain_index[k]), m
-                        )
-                        ref = gaussian_log_prob(x_next, rm, rs, m)
-                out = grpo_step_loss(
-                    new,
-                    old_logp[idx, k],
-                    advantages[idx],
-                    float(self.rl["clip_ratio"]),
-                    float(self.rl["kl_weight"]),
-                    float(self.rl["entropy_weight"]),
-                    len(steps),
-                    ref,
-                )
+            for ks in blocks:
+                out = self._block_loss(traj, old_logp, advantages, idx, ks, len(steps))
                 self.manual_backward(out.loss)
+                # a block's loss is the sum of its steps' losses, each already divided by T:
+                # its statistics (means over the block's rows) are scaled back to those sums
+                s = len(ks)
                 sums["loss"] += out.loss.item()
-                sums["kl_div"] += out.kl.mean().item() / len(steps)
-                sums["ratio"] += out.ratio.mean().item() / len(steps)
-                sums["entropy"] += out.entropy.mean().item() / len(steps)
-                sums["clip_frac"] += out.clipped.float().mean().item() / len(steps)
+                sums["kl_div"] += s * out.kl.mean().item() / len(steps)
+                sums["ratio"] += s * out.ratio.mean().item() / len(steps)
+                sums["entropy"] += s * out.entropy.mean().item() / len(steps)
+                sums["clip_frac"] += s * out.clipped.float().mean().item() / len(steps)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 self.ldm.denoiser.parameters(), float(self.rl["max_grad_norm"])
             )
@@ -297,6 +284,49 @@ class RLModule(L.LightningModule):
                 opt.optimizer.step()
             count += 1
         return {k: torch.tensor(v / max(count, 1)) for k, v in sums.items()}
+
+    def _block_loss(
+        self,
+        traj: dict[str, torch.Tensor],
+        old_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        idx: torch.Tensor,
+        ks: list[int],
+        num_steps: int,
+    ) -> StepLoss:
+        """The summed GRPO loss of denoising steps ``ks`` for trajectories ``idx``, from one
+        network call over the (trajectory, step) pairs stacked as one batch.
+
+        :func:`grpo_step_loss` averages over its rows and divides by ``num_steps``; over
+        n·S stacked rows that is the mean of the S per-step losses, so S times it is their
+        sum, the same loss (and gradient) as S separate calls.
+        """
+        latents, mask = traj["latents"], traj["mask"]
+        n, s = len(idx), len(ks)
+        k = torch.as_tensor(ks)
+        x = latents[idx][:, k].flatten(0, 1)  # (n·S, N, D), trajectory-major
+        x_next = latents[idx][:, k + 1].flatten(0, 1)
+        m = mask[idx].repeat_interleave(s, dim=0)
+        chain = traj["chain_index"][k].repeat(n)
+        mean, std = self.sampler.step_distribution(self.policy_fn(), x, chain, m)
+        new = gaussian_log_prob(x_next, mean, std, m)
+        ref = None
+        if self.reference_denoiser is not None:
+            with torch.no_grad():
+                policy = self.policy_fn(self.reference_denoiser)
+                rm, rs = self.sampler.step_distribution(policy, x, chain, m)
+                ref = gaussian_log_prob(x_next, rm, rs, m)
+        out = grpo_step_loss(
+            new,
+            old_logp[idx][:, k].flatten(),
+            advantages[idx].repeat_interleave(s),
+            float(self.rl["clip_ratio"]),
+            float(self.rl["kl_weight"]),
+            float(self.rl["entropy_weight"]),
+            num_steps,
+            ref,
+        )
+        return replace(out, loss=s * out.loss)
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: CrystalBatch, batch_idx: int) -> None:
