@@ -129,7 +129,8 @@ class RankAgreement(L.Callback):
         for name, p in pl_module.named_parameters():
             names.append(name)
             sums.append(p.detach().double().sum() + p.detach().double().abs().sum())
-        local = torch.stack(sums).cpu() if sums else torch.zeros(0, dtype=torch.float64)
+        device = pl_module.device  # NCCL gathers device tensors only
+        local = torch.stack(sums) if sums else torch.zeros(0, dtype=torch.float64, device=device)
         gathered = [torch.empty_like(local) for _ in range(trainer.world_size)]
         torch.distributed.all_gather(gathered, local)
         for rank, other in enumerate(gathered):

@@ -250,7 +250,7 @@ def _parse_file(path: Path, max_atoms: int, niggli: bool, num_workers: int | Non
 
 def _save_cache(parsed: ParsedSplit, cache_file: Path) -> None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp.npz")
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(
         tmp,
         num_atoms=parsed.num_atoms,

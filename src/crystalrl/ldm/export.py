@@ -4,7 +4,7 @@
 
 ``--vae`` pairs the denoiser with another VAE's decoder. Only the decoder may differ: the
 denoiser was trained on the encoder's latents, so a VAE with a different encoder is
-refused (a decoder fine-tuned with ``vae_module.freeze_encoder=true`` keeps it).
+refused (a decoder fine-tuned with its encoder frozen keeps it).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def export_ldm(
         hparams = dict(ckpt["ldm_hyper_parameters"])
     if vae is not None:
         state, hparams = _swap_decoder(state, hparams, vae, src)
+    # the VAE travels inside the file; where it was read from is this machine's business
+    hparams["vae_ckpt_path"] = None
     ema = _under(state, "ema.module.")
     out = {}
     for k, v in state.items():

@@ -234,7 +234,7 @@ class LDMModule(L.LightningModule):
         torch.manual_seed(batch_idx)
         net = self.model_fn(use_ema=True)
         loss = self.diffusion.training_losses(net, z0, batch.mask, t.to(z0.device))["loss"].mean()
-        self.log("val/total_loss", loss, prog_bar=True, batch_size=len(batch))
+        self.log("val/total_loss", loss, prog_bar=True, batch_size=len(batch), sync_dist=True)
 
     def configure_optimizers(self):
         from crystalrl.training import build_optimizer

@@ -44,7 +44,7 @@ class EnergyTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"version": TABLE_VERSION, "potential": self.potential, "files": self.files}
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
         np.savez_compressed(
             tmp,
             split=self.split.astype(str),

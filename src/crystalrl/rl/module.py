@@ -82,6 +82,8 @@ class RLModule(L.LightningModule):
         self.automatic_optimization = False
         self.rl = _with_defaults("rl_configs", rl_configs, DEFAULT_RL_CONFIGS)
         self.sampling = _with_defaults("sampling_configs", sampling_configs, DEFAULT_SAMPLING)
+        if int(self.rl["update_step_batch"]) < 0:
+            raise ValueError("rl_configs.update_step_batch must be >= 0 (0: all steps at once)")
         self.ldm = load_ldm(ldm_ckpt_path, key="rl_module.ldm_ckpt_path")
         if vae_ckpt_path:
             vae = load_vae(vae_ckpt_path, key="rl_module.vae_ckpt_path")
@@ -117,8 +119,17 @@ class RLModule(L.LightningModule):
 
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
-        if self.reward_fn is not None and hasattr(self.reward_fn, "setup"):
-            self.reward_fn.setup(vae=self.ldm.vae, device="cpu")
+        if self.reward_fn is None:
+            raise ValueError("rl_module.reward_fn is not set: RL needs a reward")
+        if not hasattr(self.reward_fn, "setup"):
+            return
+        # under DDP the first process builds the reference caches, the others then read them
+        distributed = self._trainer is not None and self.trainer.world_size > 1
+        if distributed and self.global_rank != 0:
+            self.trainer.strategy.barrier()
+        self.reward_fn.setup(vae=self.ldm.vae, device="cpu")
+        if distributed and self.global_rank == 0:
+            self.trainer.strategy.barrier()
 
     def on_fit_start(self) -> None:
         """Under DDP every process starts from the same seed; its rollouts must not repeat
@@ -243,6 +254,10 @@ class RLModule(L.LightningModule):
         opt = self.optimizers()
         stds = traj["stds"]
         steps = [k for k in range(stds.shape[1]) if bool((stds[:, k] > 0).all())]  # std 0: skip
+        if not steps:
+            raise ValueError(
+                "no stochastic denoising step to update (all stds are 0): use eta > 0 with ddim"
+            )
         frac = float(self.rl["train_step_fraction"])
         if frac < 1.0:
             steps = sorted(random.sample(steps, max(1, round(frac * len(steps)))))

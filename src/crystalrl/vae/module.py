@@ -105,7 +105,12 @@ class VAEModule(SharedStepHooks, L.LightningModule):
         log = {f"{stage}/{k}": v.detach() for k, v in losses.items()}
         log[f"{stage}/type_acc"] = acc.float().mean()
         self.log_dict(
-            log, prog_bar=False, batch_size=len(batch), on_epoch=True, on_step=stage == "train"
+            log,
+            prog_bar=False,
+            batch_size=len(batch),
+            on_epoch=True,
+            on_step=stage == "train",
+            sync_dist=stage != "train",  # under DDP: the mean over all processes' batches
         )
         self.log(
             f"{stage}/total_loss",
@@ -114,6 +119,7 @@ class VAEModule(SharedStepHooks, L.LightningModule):
             batch_size=len(batch),
             on_epoch=True,
             on_step=stage == "train",
+            sync_dist=stage != "train",
         )
         return losses["loss"]
 
