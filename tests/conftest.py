@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def emt_dataset(datasets, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("emt_mp20")
     for split in ("train", "val", "test"):
         frame = pd.read_csv(datasets / "mp_20" / f"{split}.csv.gz")
-        keep = frame["elements"].map(lambda e: set(eval(e)) <= EMT_ELEMENTS)
+        keep = frame["elements"].map(lambda e: set(ast.literal_eval(e)) <= EMT_ELEMENTS)
         frame[keep].to_csv(folder / f"{split}.csv", index=False)
     return folder
 
