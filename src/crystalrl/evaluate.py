@@ -176,16 +176,10 @@ def add_relaxed(frame, summary: dict, m: Any, options: dict, progress: bool = Tr
     A failed relaxation is a failed structure in the relaxed rates.
     """
     from crystalrl.metrics.metrics import Metrics
-    from crystalrl.metrics.validity import cell_collapsed
-    from crystalrl.potentials import relax
-    from crystalrl.reference.progress import progress_bar
-    from crystalrl.relax import relaxation_frame, relaxation_summary
+    from crystalrl.relax import relax_generated, relaxation_frame, relaxation_summary
 
     reference, n = m.reference, len(m.structures)
-    with progress_bar(progress, f"relaxing ({reference.energy_model.key})", n) as advance:
-        results = relax(
-            m.structures, reference.energy_model, progress=advance, skip=cell_collapsed, **options
-        )
+    results = relax_generated(m.structures, reference.energy_model, progress, **options)
     relaxed = Metrics(
         m.metrics,
         reference=reference,

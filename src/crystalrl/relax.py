@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from crystalrl.cli import json_output, report, run_command
 from crystalrl.config import CONFIG_DIR
-from crystalrl.potentials import RelaxResult
+from crystalrl.potentials import EnergyModel, RelaxResult
 
 
 def relaxation_frame(results: Sequence[RelaxResult], names: Sequence[str]) -> pd.DataFrame:
@@ -68,28 +68,38 @@ def relaxation_summary(results: Sequence[RelaxResult]) -> dict[str, Any]:
     }
 
 
+def relax_generated(
+    structures: Sequence, model: EnergyModel, show_progress: bool, **options: Any
+) -> list[RelaxResult]:
+    """:func:`crystalrl.potentials.relax` of generated structures, with a progress bar:
+    collapsed cells are failed records without reaching the potential, which can spend
+    minutes and gigabytes on one."""
+    from crystalrl.metrics.validity import cell_collapsed
+    from crystalrl.potentials import relax
+    from crystalrl.reference.progress import progress_bar
+
+    with progress_bar(show_progress, f"relaxing ({model.key})", len(structures)) as advance:
+        return relax(structures, model, progress=advance, skip=cell_collapsed, **options)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="relax")
 def main(cfg: DictConfig) -> dict:
     from crystalrl.evaluate import potential_spec
     from crystalrl.metrics.structures_io import read_structures
-    from crystalrl.metrics.validity import cell_collapsed
-    from crystalrl.potentials import make_energy_model, relax
-    from crystalrl.reference.progress import progress_bar
+    from crystalrl.potentials import make_energy_model
     from crystalrl.sample import write_structures
 
     start = time.perf_counter()
     structures, names = read_structures(cfg.structure_path, cfg.num_structures)
     model = make_energy_model(potential_spec(cfg))
-    with progress_bar(not json_output(), f"relaxing ({model.key})", len(structures)) as advance:
-        results = relax(
-            structures,
-            model,
-            fmax=float(cfg.fmax),
-            max_steps=int(cfg.max_steps),
-            relax_cell=bool(cfg.relax_cell),
-            progress=advance,
-            skip=cell_collapsed,  # a collapsed cell can take a potential minutes and gigabytes
-        )
+    results = relax_generated(
+        structures,
+        model,
+        not json_output(),
+        fmax=float(cfg.fmax),
+        max_steps=int(cfg.max_steps),
+        relax_cell=bool(cfg.relax_cell),
+    )
     out = Path(cfg.output_dir)
     write_structures([r.structure for r in results], out, cfg.write_cifs)
     relaxation_frame(results, names).to_csv(out / "relaxation.csv", index=False)

@@ -118,6 +118,7 @@ def evaluate_samples(
 ) -> SampleSet:
     """Per-structure metrics and their summary, reusing an evaluate CSV where there is one."""
     from crystalrl.metrics.metrics import Metrics
+    from crystalrl.metrics.registry import nan_mean, nan_median
     from crystalrl.metrics.structures_io import read_structures
 
     path = Path(path)
@@ -139,10 +140,9 @@ def evaluate_samples(
         summary.update(m.summary())
     for col in reused:
         table[col] = csv[col].to_numpy()
-        values = csv[col].to_numpy(dtype=np.float64)
-        summary[f"avg_{col}"] = math.nan if np.all(np.isnan(values)) else float(np.nanmean(values))
-        if col in ("shortest_distance", "contact_ratio") and not np.all(np.isnan(values)):
-            summary[f"median_{col}"] = float(np.nanmedian(values))
+        summary[f"avg_{col}"] = nan_mean(csv[col])
+        if col in ("shortest_distance", "contact_ratio") and csv[col].notna().any():
+            summary[f"median_{col}"] = nan_median(csv[col])
     summary["num_structures"] = len(structures)
     summary["num_valid_structures"] = int(table["valid"].sum())
     percent = {f"avg_{c}" for c in table.columns if table[c].dtype == bool}

@@ -101,6 +101,20 @@ class SharedStepHooks:
     """Lightning hooks of a module whose one ``_step(batch, stage)`` serves training,
     validation and test, optimised by :func:`build_optimizer` (the VAE, the predictor)."""
 
+    def log_stage(
+        self, values: dict[str, Any], stage: str, batch_size: int, prog_bar: bool = False
+    ) -> None:
+        """Log one stage's values: per step while training, per epoch always; validation and
+        test values are averaged over all DDP processes' batches (training's need not be)."""
+        self.log_dict(
+            values,
+            prog_bar=prog_bar,
+            batch_size=batch_size,
+            on_epoch=True,
+            on_step=stage == "train",
+            sync_dist=stage != "train",
+        )
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 

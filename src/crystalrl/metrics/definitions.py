@@ -10,13 +10,12 @@ E_hull, and count in the denominators of every rate.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crystalrl.metrics.registry import register_metric
+from crystalrl.metrics.registry import nan_median, register_metric
 
 if TYPE_CHECKING:
     from crystalrl.metrics.metrics import Metrics
@@ -153,16 +152,12 @@ def _physical(m: Metrics) -> np.ndarray:
 
 @register_metric("median_shortest_distance", needs=("geometry",), column=False)
 def _median_shortest_distance(m: Metrics) -> float:
-    return _median(m.results["geometry"]["shortest_distance"])
+    return nan_median(m.results["geometry"]["shortest_distance"])
 
 
 @register_metric("median_contact_ratio", needs=("geometry",), column=False)
 def _median_contact_ratio(m: Metrics) -> float:
-    return _median(m.results["geometry"]["contact_ratio"])
-
-
-def _median(values: np.ndarray) -> float:
-    return math.nan if np.all(np.isnan(values)) else float(np.nanmedian(values))
+    return nan_median(m.results["geometry"]["contact_ratio"])
 
 
 # the reference features are loaded with it: whoever needs features compares them with those

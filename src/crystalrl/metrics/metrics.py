@@ -10,7 +10,6 @@ components read a batch's values as a :class:`~crystalrl.metrics.results.MetricR
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import crystalrl.metrics.definitions  # noqa: F401  (fills the registry)
-from crystalrl.metrics.registry import REGISTRY
+from crystalrl.metrics.registry import REGISTRY, nan_mean
 from crystalrl.metrics.results import MetricResults
 from crystalrl.reference import Reference, get_reference
 
@@ -176,7 +175,7 @@ class Metrics:
             self.get(name)
         for name, spec in list(REGISTRY.items()):
             if name in self.results and spec.column:
-                self.results[f"avg_{name}"] = _average(self.results[name])
+                self.results[f"avg_{name}"] = nan_mean(self.results[name])
         return self.results
 
     def get(self, name: str) -> Any:
@@ -260,10 +259,3 @@ class Metrics:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.to_dataframe().to_csv(path, index_label="index")
         return path
-
-
-def _average(values: Any) -> float:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0 or np.all(np.isnan(arr)):
-        return math.nan
-    return float(np.nanmean(arr))

@@ -9,9 +9,12 @@ resolves that graph so every metric is computed once per batch and setting up fo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from crystalrl.metrics.metrics import Metrics
@@ -44,3 +47,20 @@ def register_metric(
         return fn
 
     return wrap
+
+
+def nan_mean(values: Any) -> float:
+    """The ``avg_`` summary of a per-structure metric: NaN entries (failed structures for
+    energies and distances) are left out; an all-NaN or empty column is NaN."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0 or np.all(np.isnan(arr)):
+        return math.nan
+    return float(np.nanmean(arr))
+
+
+def nan_median(values: Any) -> float:
+    """The ``median_`` summary of a per-structure metric, NaN entries left out."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0 or np.all(np.isnan(arr)):
+        return math.nan
+    return float(np.nanmedian(arr))

@@ -103,14 +103,7 @@ class PredictorModule(SharedStepHooks, L.LightningModule):
         mae = ((pred - y).abs() * self.std).mean(0)
         log = {f"{stage}/mae_{n}": mae[i] for i, n in enumerate(self.hparams.target_names)}
         log[f"{stage}/total_loss"] = loss
-        self.log_dict(
-            log,
-            prog_bar=True,
-            batch_size=len(batch),
-            on_epoch=True,
-            on_step=stage == "train",
-            sync_dist=stage != "train",  # under DDP: the mean over all processes' batches
-        )
+        self.log_stage(log, stage, len(batch), prog_bar=True)
         return loss
 
 

@@ -319,8 +319,9 @@ class RLModule(L.LightningModule):
         latents, mask = traj["latents"], traj["mask"]
         n, s = len(idx), len(ks)
         k = torch.as_tensor(ks)
-        x = latents[idx][:, k].flatten(0, 1)  # (n·S, N, D), trajectory-major
-        x_next = latents[idx][:, k + 1].flatten(0, 1)
+        rows = idx[:, None]  # with k: the (n, S) pairs, without copying whole trajectories
+        x = latents[rows, k].flatten(0, 1)  # (n·S, N, D), trajectory-major
+        x_next = latents[rows, k + 1].flatten(0, 1)
         m = mask[idx].repeat_interleave(s, dim=0)
         chain = traj["chain_index"][k].repeat(n)
         mean, std = self.sampler.step_distribution(self.policy_fn(), x, chain, m)
@@ -333,7 +334,7 @@ class RLModule(L.LightningModule):
                 ref = gaussian_log_prob(x_next, rm, rs, m)
         out = grpo_step_loss(
             new,
-            old_logp[idx][:, k].flatten(),
+            old_logp[rows, k].flatten(),
             advantages[idx].repeat_interleave(s),
             float(self.rl["clip_ratio"]),
             float(self.rl["kl_weight"]),

@@ -104,23 +104,9 @@ class VAEModule(SharedStepHooks, L.LightningModule):
             acc = (out["type_logits"][..., 1:].argmax(-1) + 1)[mask].eq(target.atom_types[mask])
         log = {f"{stage}/{k}": v.detach() for k, v in losses.items()}
         log[f"{stage}/type_acc"] = acc.float().mean()
-        self.log_dict(
-            log,
-            prog_bar=False,
-            batch_size=len(batch),
-            on_epoch=True,
-            on_step=stage == "train",
-            sync_dist=stage != "train",  # under DDP: the mean over all processes' batches
-        )
-        self.log(
-            f"{stage}/total_loss",
-            losses["loss"].detach(),
-            prog_bar=True,
-            batch_size=len(batch),
-            on_epoch=True,
-            on_step=stage == "train",
-            sync_dist=stage != "train",
-        )
+        self.log_stage(log, stage, len(batch))
+        total = {f"{stage}/total_loss": losses["loss"].detach()}
+        self.log_stage(total, stage, len(batch), prog_bar=True)
         return losses["loss"]
 
 
