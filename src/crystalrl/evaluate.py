@@ -7,6 +7,7 @@ output_file=FILE.csv [--json]`` writes one row per structure and prints the rate
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -175,21 +176,11 @@ def add_relaxed(frame, summary: dict, m: Any, options: dict, progress: bool = Tr
     Uniqueness and novelty are re-judged on the relaxed cells against the same reference.
     A failed relaxation is a failed structure in the relaxed rates.
     """
-    from crystalrl.metrics.metrics import Metrics
     from crystalrl.relax import relax_generated, relaxation_frame, relaxation_summary
 
     reference, n = m.reference, len(m.structures)
     results = relax_generated(m.structures, reference.energy_model, progress, **options)
-    relaxed = Metrics(
-        m.metrics,
-        reference=reference,
-        vae=m.vae,
-        metastable_threshold=m.metastable_threshold,
-        stable_tolerance=m.stable_tolerance,
-        match_timeout=m.match_timeout,
-        num_workers=m.num_workers,
-        progress=m.progress,
-    )
+    relaxed = copy.copy(m)  # the same metrics, settings and loaded reference; own results
     relaxed.compute([r.structure for r in results])
     for name, column in relaxed.to_dataframe().items():
         if name != "formula":
