@@ -207,6 +207,32 @@ def test_batched_update_gives_the_step_by_step_gradients(
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
 
 
+def test_bf16_policy_recomputes_the_rollout_log_probs(tiny_vae_ckpt, tmp_path, perov_batch):
+    """Rollout and update call the denoiser at the same precision, so before any update
+    the recomputed log-probabilities are the recorded ones (GRPO ratio 1), and bf16 is
+    really used: full precision gives other values."""
+    from crystalrl.ldm.diffusion import gaussian_log_prob
+
+    channels = dict(position_scale=1.5, lattice_scale=1.0, precompute_latents=True)
+    rl = _tiny_rl(tiny_vae_ckpt, tmp_path, channels, policy_precision="bf16-mixed")
+    roll = rl.rollout(_first_two(perov_batch), 4)
+    traj, mask = roll["traj"], roll["traj"]["mask"]
+
+    def log_probs(model_fn) -> torch.Tensor:
+        with torch.no_grad():
+            out = []
+            for k, i in enumerate(traj["chain_index"][:-1]):  # the last step has std 0
+                x = traj["latents"][:, k]
+                mean, std = rl.sampler.step_distribution(model_fn, x, int(i), mask)
+                out.append(gaussian_log_prob(traj["latents"][:, k + 1], mean, std, mask))
+            return torch.stack(out, 1)
+
+    recorded = roll["old_logp"][:, :-1]
+    torch.testing.assert_close(log_probs(rl.policy_fn()), recorded, rtol=0, atol=1e-5)
+    full = log_probs(rl.ldm.model_fn())
+    assert (full - recorded).abs().max() > 1e-4
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_step_distribution_per_row_indices_match_one_index(tiny_vae_ckpt, sampler):
     from crystalrl.ldm.module import LDMModule
@@ -278,6 +304,8 @@ def test_unknown_sampling_and_rl_keys_are_refused_by_name(tiny_vae_ckpt, tmp_pat
         RLModule(ldm_ckpt_path=path, sampling_configs=dict(sampling_steps=5, cfg_scale=2.0))
     with pytest.raises(KeyError, match=r"rl_configs keys \['kl_wieght'\].*kl_weight"):
         RLModule(ldm_ckpt_path=path, rl_configs=dict(kl_wieght=1.0))
+    with pytest.raises(ValueError, match=r"policy_precision='16'.*'32', 'bf16-mixed'"):
+        RLModule(ldm_ckpt_path=path, rl_configs=dict(policy_precision=16))
     rl = RLModule(ldm_ckpt_path=path, rl_configs=dict(kl_reference="initial"))
     assert rl.reference_denoiser is not None and rl.reference_denoiser is not rl.ldm.denoiser
     assert not any(p.requires_grad for p in rl.reference_denoiser.parameters())

@@ -265,13 +265,15 @@ class LDMModule(L.LightningModule):
         return_trajectory: bool = False,
         use_ema: bool = True,
         progress: Callable[[int], None] | None = None,
+        model_fn: Callable | None = None,
     ) -> tuple[CrystalBatch, dict | None]:
-        """Sample latents for the given atom counts and decode them into crystals."""
+        """Sample latents for the given atom counts and decode them into crystals;
+        ``model_fn`` replaces the denoiser call (the RL policy's, at its own precision)."""
         n = int(num_atoms.max())
         mask = torch.arange(n)[None, :] < num_atoms[:, None]
         noise = torch.randn((len(num_atoms), n, self.token_dim), generator=generator)
         z, traj = sampler.sample(
-            self.model_fn(use_ema), noise, mask, generator, return_trajectory, progress
+            model_fn or self.model_fn(use_ema), noise, mask, generator, return_trajectory, progress
         )
         batch = self.decode(z, mask)
         if traj is not None:
