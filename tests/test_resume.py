@@ -45,3 +45,26 @@ def test_rerunning_the_same_command_resumes(tmp_path):
     assert torch.load(last, weights_only=False)["global_step"] == 12
     # metrics of both pieces are kept (one CSV version each)
     assert len(list((tmp_path / "train_vae" / "resume_test" / "csv").glob("version_*"))) == 2
+
+
+def test_a_run_shorter_than_its_checkpoint_interval_still_saves_and_exports(tmp_path):
+    """RL writes last.ckpt every 10 steps and the best at validations; a 2-step run (the
+    README's smoke test is 3) has reached neither and must still leave both files."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "crystalrl.train_rl",
+        "experiment=rl_custom_reward",
+        "trainer.max_steps=2",
+        "data.batch_size=2",
+        "rl_module.rl_configs.num_group_samples=2",
+        "rl_module.sampling_configs.sampling_steps=3",
+        "logger=csv",
+        f"paths.log_dir={tmp_path}",
+        "callbacks.progress_bar=null",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "train_rl" / "rl_custom_reward"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert (run / "rl_custom_reward.ckpt").is_file()

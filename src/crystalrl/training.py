@@ -298,6 +298,10 @@ def fit(
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     elapsed = time.time() - start
     best = next((c.best_model_path for c in callbacks if hasattr(c, "best_model_path")), "")
+    # a run shorter than the checkpoint interval and the first validation has written
+    # nothing yet: save its state, so it resumes and exports like any other
+    if trainer.strategy.broadcast(not best and not last.is_file()):
+        trainer.save_checkpoint(last)
     result = {
         "best_ckpt": best,
         "last_ckpt": str(last),
