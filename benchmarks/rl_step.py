@@ -52,25 +52,17 @@ def update_floor(module: RLModule, traj: dict[str, torch.Tensor]) -> float:
     """Seconds of the update's denoiser forwards and backwards alone: the same chunks and
     the same blocks of stacked denoising steps as :meth:`RLModule.policy_update`, with a
     fixed linear function of the output standing in for the loss."""
-    net, latents, mask = module.policy_fn(), traj["latents"], traj["mask"]
+    net = module.policy_fn()
     frozen = module.reference_denoiser
     reference = None if frozen is None else module.policy_fn(frozen)
-    steps = [k for k in range(traj["stds"].shape[1]) if bool((traj["stds"][:, k] > 0).all())]
-    frac = float(module.rl["train_step_fraction"])
-    if frac < 1.0:
-        steps = steps[: max(1, round(frac * len(steps)))]
-    per_call = int(module.rl["update_step_batch"]) or len(steps)
-    blocks = [steps[i : i + per_call] for i in range(0, len(steps), per_call)]
-    chunks = np.array_split(np.arange(len(mask)), int(module.rl["num_inner_batch"]))
-    timesteps = module.sampler.schedule.timesteps[traj["chain_index"]]
+    blocks = module.update_blocks(traj["stds"])
+    chunks = np.array_split(np.arange(len(traj["mask"])), int(module.rl["num_inner_batch"]))
+    timesteps = module.sampler.schedule.timesteps
     start = time.perf_counter()
     for idx in chunks:
-        idx = torch.as_tensor(idx)
         for ks in blocks:
-            k = torch.as_tensor(ks)
-            x = latents[idx[:, None], k].flatten(0, 1)
-            m = mask[idx].repeat_interleave(len(ks), dim=0)
-            t = timesteps[k].repeat(len(idx))
+            x, _, m, chain = module.stacked_pairs(traj, torch.as_tensor(idx), ks)
+            t = timesteps[chain]
             net(x, t, m).sum().backward()
             if reference is not None:  # kl_reference=initial: the frozen copy's forward
                 with torch.no_grad():

@@ -278,15 +278,8 @@ class RLModule(L.LightningModule):
     ) -> dict[str, torch.Tensor]:
         """Inner mini-batches of the clipped-surrogate update; returns mean statistics."""
         opt = self.optimizers()
-        stds = traj["stds"]
-        steps = [k for k in range(stds.shape[1]) if bool((stds[:, k] > 0).all())]  # std 0: skip
-        if not steps:
-            raise ValueError(
-                "no stochastic denoising step to update (all stds are 0): use eta > 0 with ddim"
-            )
-        frac = float(self.rl["train_step_fraction"])
-        if frac < 1.0:
-            steps = sorted(random.sample(steps, max(1, round(frac * len(steps)))))
+        blocks = self.update_blocks(traj["stds"])
+        num_steps = sum(len(ks) for ks in blocks)
         n = len(advantages)
         chunks = np.array_split(np.random.permutation(n), int(self.rl["num_inner_batch"]))
         sums = {
@@ -298,22 +291,20 @@ class RLModule(L.LightningModule):
             "grad_norm": 0.0,
         }
         count = 0
-        per_call = int(self.rl["update_step_batch"]) or len(steps)
-        blocks = [steps[i : i + per_call] for i in range(0, len(steps), per_call)]
         for c, idx in enumerate(chunks):
             idx = torch.as_tensor(idx)
             opt.zero_grad()
             for ks in blocks:
-                out = self._block_loss(traj, old_logp, advantages, idx, ks, len(steps))
+                out = self._block_loss(traj, old_logp, advantages, idx, ks, num_steps)
                 self.manual_backward(out.loss)
                 # a block's loss is the sum of its steps' losses, each already divided by T:
                 # its statistics (means over the block's rows) are scaled back to those sums
                 s = len(ks)
                 sums["loss"] += out.loss.item()
-                sums["kl_div"] += s * out.kl.mean().item() / len(steps)
-                sums["ratio"] += s * out.ratio.mean().item() / len(steps)
-                sums["entropy"] += s * out.entropy.mean().item() / len(steps)
-                sums["clip_frac"] += s * out.clipped.float().mean().item() / len(steps)
+                sums["kl_div"] += s * out.kl.mean().item() / num_steps
+                sums["ratio"] += s * out.ratio.mean().item() / num_steps
+                sums["entropy"] += s * out.entropy.mean().item() / num_steps
+                sums["clip_frac"] += s * out.clipped.float().mean().item() / num_steps
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 self.ldm.denoiser.parameters(), float(self.rl["max_grad_norm"])
             )
@@ -325,6 +316,36 @@ class RLModule(L.LightningModule):
                 opt.optimizer.step()
             count += 1
         return {k: torch.tensor(v / max(count, 1)) for k, v in sums.items()}
+
+    def update_blocks(self, stds: torch.Tensor) -> list[list[int]]:
+        """The denoising steps one update trains on (those with std > 0, a random
+        ``train_step_fraction`` of them), grouped ``update_step_batch`` at a time into the
+        blocks that each take one network call."""
+        steps = [k for k in range(stds.shape[1]) if bool((stds[:, k] > 0).all())]  # std 0: skip
+        if not steps:
+            raise ValueError(
+                "no stochastic denoising step to update (all stds are 0): use eta > 0 with ddim"
+            )
+        frac = float(self.rl["train_step_fraction"])
+        if frac < 1.0:
+            steps = sorted(random.sample(steps, max(1, round(frac * len(steps)))))
+        per_call = int(self.rl["update_step_batch"]) or len(steps)
+        return [steps[i : i + per_call] for i in range(0, len(steps), per_call)]
+
+    @staticmethod
+    def stacked_pairs(
+        traj: dict[str, torch.Tensor], idx: torch.Tensor, ks: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Denoising steps ``ks`` of trajectories ``idx`` as one batch of n·S rows,
+        trajectory-major: the latents before and after each step, their masks and chain
+        indices. Indexes the (n, S) pairs without copying whole trajectories."""
+        latents, mask = traj["latents"], traj["mask"]
+        k = torch.as_tensor(ks)
+        rows = idx[:, None]
+        x = latents[rows, k].flatten(0, 1)  # (n·S, N, D)
+        x_next = latents[rows, k + 1].flatten(0, 1)
+        m = mask[idx].repeat_interleave(len(ks), dim=0)
+        return x, x_next, m, traj["chain_index"][k].repeat(len(idx))
 
     def _block_loss(
         self,
@@ -342,14 +363,8 @@ class RLModule(L.LightningModule):
         n·S stacked rows that is the mean of the S per-step losses, so S times it is their
         sum, the same loss (and gradient) as S separate calls.
         """
-        latents, mask = traj["latents"], traj["mask"]
-        n, s = len(idx), len(ks)
-        k = torch.as_tensor(ks)
-        rows = idx[:, None]  # with k: the (n, S) pairs, without copying whole trajectories
-        x = latents[rows, k].flatten(0, 1)  # (n·S, N, D), trajectory-major
-        x_next = latents[rows, k + 1].flatten(0, 1)
-        m = mask[idx].repeat_interleave(s, dim=0)
-        chain = traj["chain_index"][k].repeat(n)
+        s = len(ks)
+        x, x_next, m, chain = self.stacked_pairs(traj, idx, ks)
         mean, std = self.sampler.step_distribution(self.policy_fn(), x, chain, m)
         new = gaussian_log_prob(x_next, mean, std, m)
         ref = None
@@ -360,7 +375,7 @@ class RLModule(L.LightningModule):
                 ref = gaussian_log_prob(x_next, rm, rs, m)
         out = grpo_step_loss(
             new,
-            old_logp[rows, k].flatten(),
+            old_logp[idx[:, None], torch.as_tensor(ks)].flatten(),
             advantages[idx].repeat_interleave(s),
             float(self.rl["clip_ratio"]),
             float(self.rl["kl_weight"]),
