@@ -131,6 +131,15 @@ def test_energy_reward_clips_and_counts_nan_as_worst():
         EnergyReward(max_e_above_hull=0)
 
 
+def test_energy_reward_guard_scores_implausibly_low_energies_as_the_cap():
+    e_hull = np.array([-2.4, -0.2, -0.1, 0.3, np.nan])
+    guarded = EnergyReward(min_e_above_hull=-0.15)
+    r = guarded.compute([None] * 5, MetricResults(e_above_hull=e_hull))
+    assert torch.allclose(r, torch.tensor([-1.0, -1.0, 0.0, -0.3, -1.0]))
+    with pytest.raises(ValueError, match="min_e_above_hull"):
+        EnergyReward(min_e_above_hull=0.1)
+
+
 def test_components_read_only_metrics_the_record_carries():
     """What a component lists as required is a field of MetricResults, and reading one the
     batch did not compute is an error naming it (not a silent default)."""

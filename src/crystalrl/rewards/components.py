@@ -195,6 +195,12 @@ class EnergyReward(RewardComponent):
     coordinates. The relaxation runs on the hull's own potential and its final energy is
     placed on the same hull, so no potentials mix; a structure whose relaxation fails keeps
     its single-point E_hull. It costs about ``max_steps`` force evaluations per structure.
+
+    ``min_e_above_hull`` (eV/atom, e.g. -0.2; default off) is a guard against reward hacking:
+    an E_hull below it is scored as the cap, like a failed energy. A novel crystal far
+    below the Materials Project hull is almost always the potential misjudging an odd cell
+    (a one-formula Cs-Cl cell, a fluoride at -2.4 eV/atom), not a discovery, and without the
+    guard GRPO learns to make such cells.
     """
 
     name = "energy"
@@ -211,11 +217,17 @@ class EnergyReward(RewardComponent):
         max_e_above_hull: float = 1.0,
         name: str | None = None,
         relax: Mapping[str, Any] | None = None,
+        min_e_above_hull: float | None = None,
     ):
         super().__init__(weight, normalize_fn, eps, name)
         if not max_e_above_hull > 0:
             raise ValueError(f"EnergyReward max_e_above_hull must be > 0, got {max_e_above_hull}")
+        if min_e_above_hull is not None and not min_e_above_hull < 0:
+            raise ValueError(
+                f"EnergyReward min_e_above_hull must be < 0 (or null: off), got {min_e_above_hull}"
+            )
         self.cap = float(max_e_above_hull)
+        self.floor = None if min_e_above_hull is None else float(min_e_above_hull)
         self.relax = dict(relax) if relax is not None else None
         unknown = set(self.relax or {}) - self.RELAX_OPTIONS
         if unknown:
@@ -230,6 +242,8 @@ class EnergyReward(RewardComponent):
         if self.relax is not None:
             e_hull = self.relaxed_e_above_hull(structures, results.require("reference"), e_hull)
         e = torch.as_tensor(e_hull)
+        if self.floor is not None:
+            e = torch.where(e < self.floor, torch.full_like(e, self.cap), e)
         e = e.nan_to_num(nan=self.cap, posinf=self.cap, neginf=0.0)
         return -e.clamp(0.0, self.cap).float()
 
