@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler, gaussian_log_prob
+from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler, gaussian_kl, gaussian_log_prob
 from crystalrl.ldm.export import export_ldm
 from crystalrl.ldm.module import LDMModule, load_ldm
 
@@ -78,6 +78,25 @@ def test_trajectory_shapes_and_step_log_density(ldm, sampler, eta):
             ldm.model_fn(use_ema=True), traj["latents"][:, k], i, mask
         )
         torch.testing.assert_close(mean2 * mask.unsqueeze(-1), mean * mask.unsqueeze(-1))
+
+
+def test_gaussian_kl_matches_torch_and_is_zero_at_the_reference():
+    torch.manual_seed(0)
+    mean, ref_mean = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    std, ref_std = torch.rand(3, 1, 1) + 0.1, torch.rand(3, 1, 1) + 0.1
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    ours = gaussian_kl(mean, std, ref_mean, ref_std, mask)
+    direct = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, std.expand_as(mean)),
+        torch.distributions.Normal(ref_mean, ref_std.expand_as(mean)),
+    )
+    m = mask.unsqueeze(-1).expand_as(direct)
+    torch.testing.assert_close(ours, torch.stack([direct[i][m[i]].mean() for i in range(3)]))
+    # a shared std: the squared mean gap over 2 std^2; the padding atoms never count
+    shared = gaussian_kl(mean, std, ref_mean, std, mask)
+    gap = ((mean - ref_mean) ** 2 / (2 * std**2))[:, :3].mean(dim=(1, 2))
+    assert torch.isclose(shared[0], gap[0])
+    assert (gaussian_kl(mean, std, mean.clone(), std, mask) == 0).all()
 
 
 def test_ddim_eta1_matches_ddpm_posterior_std():

@@ -52,6 +52,22 @@ def gaussian_log_prob(
     return masked_mean(logp, mask)
 
 
+def gaussian_kl(
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    ref_mean: torch.Tensor,
+    ref_std: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """KL(N(mean, std²) ‖ N(ref_mean, ref_std²)) per element, averaged as
+    :func:`gaussian_log_prob` averages -> (B,). Exact, so no sample-based estimate (and
+    none of its variance) is needed; with a shared std it is (mean − ref_mean)² / (2 std²)."""
+    std, ref_std = std.expand_as(mean), ref_std.expand_as(mean)
+    var, ref_var = std**2, ref_std**2
+    kl = torch.log(ref_std / std) + (var + (mean - ref_mean) ** 2) / (2 * ref_var) - 0.5
+    return masked_mean(kl, mask)
+
+
 def _take(arr: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
     out = arr.to(t.device)[t]
     return out.view(-1, *([1] * (ndim - 1)))

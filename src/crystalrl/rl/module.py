@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from crystalrl.data.batch import CrystalBatch
-from crystalrl.ldm.diffusion import gaussian_log_prob
+from crystalrl.ldm.diffusion import gaussian_kl, gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
 from crystalrl.rewards.reward import RewardFunction, RewardOutput, as_reward_function
 from crystalrl.rl.grpo import StepLoss, group_advantages, grpo_step_loss
@@ -367,12 +367,12 @@ class RLModule(L.LightningModule):
         x, x_next, m, chain = self.stacked_pairs(traj, idx, ks)
         mean, std = self.sampler.step_distribution(self.policy_fn(), x, chain, m)
         new = gaussian_log_prob(x_next, mean, std, m)
-        ref = None
+        ref_kl = None
         if self.reference_denoiser is not None:
             with torch.no_grad():
                 policy = self.policy_fn(self.reference_denoiser)
-                rm, rs = self.sampler.step_distribution(policy, x, chain, m)
-                ref = gaussian_log_prob(x_next, rm, rs, m)
+                ref_mean, ref_std = self.sampler.step_distribution(policy, x, chain, m)
+            ref_kl = gaussian_kl(mean, std, ref_mean, ref_std, m)
         out = grpo_step_loss(
             new,
             old_logp[idx[:, None], torch.as_tensor(ks)].flatten(),
@@ -381,7 +381,7 @@ class RLModule(L.LightningModule):
             float(self.rl["kl_weight"]),
             float(self.rl["entropy_weight"]),
             num_steps,
-            ref,
+            ref_kl,
         )
         return replace(out, loss=s * out.loss)
 

@@ -1,0 +1,113 @@
+"""Compare RL runs at equal CPU time: how much MSUN each gains per CPU-hour and per reward call.
+
+``python benchmarks/rl_pilot_curves.py [--minutes M] [--png FILE] LABEL=RUN_DIR ...``
+(``RUN_DIR`` is a ``logs/train_rl/NAME`` folder of ``train_rl``; its CSV log is read)
+
+Runs that differ in one option (``kl_reference``, ``train_step_fraction``, …) do different
+work per step, so they are compared on the clock, not on steps: a run's time is the sum of
+its steps' rollout, decode, reward and update seconds (validation excluded, as it is the
+same for every option), cut at ``--minutes``. For each run the table gives the steps done,
+the training batches' MSUN (``train/avg_MSUN``) over its first and last 50 steps before the
+cut, the gain per CPU-hour and per 1,000 structures scored, and the last three
+``val/avg_MSUN`` points before the cut. ``--png`` draws the curves (50-step means of the
+training batches' MSUN, and validation points, against minutes). The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TIME_KEYS = ("time/rollout", "time/decode", "time/rewards", "time/update")
+WINDOW = 50
+
+
+def read_log(run_dir: Path) -> pd.DataFrame:
+    """The run's CSV metrics (the latest version folder), one row per logged step."""
+    files = sorted(Path(run_dir).glob("csv/version_*/metrics.csv"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no csv/version_*/metrics.csv (is it a train_rl run?)")
+    return pd.read_csv(files[-1])
+
+
+def curves(log: pd.DataFrame, samples_per_step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training rows with cumulative minutes and structures scored; validation rows likewise."""
+    train = log.dropna(subset=["train/avg_MSUN"]).groupby("step", as_index=False).first()
+    seconds = train[[k for k in TIME_KEYS if k in train]].fillna(0.0).sum(axis=1)
+    train["minutes"] = seconds.cumsum() / 60.0
+    train["scored"] = np.arange(1, len(train) + 1) * samples_per_step
+    if "val/avg_MSUN" not in log:  # not validated yet
+        log = log.assign(**{"val/avg_MSUN": np.nan})
+    val = log.dropna(subset=["val/avg_MSUN"])[["step", "val/avg_MSUN"]]
+    val = val.merge(train[["step", "minutes"]], on="step", how="left").dropna()
+    return train, val
+
+
+def summary(train: pd.DataFrame, val: pd.DataFrame, minutes: float | None) -> dict:
+    if minutes is not None:
+        train = train[train["minutes"] <= minutes]
+        val = val[val["minutes"] <= minutes]
+    first = train["train/avg_MSUN"].head(WINDOW).mean()
+    last = train["train/avg_MSUN"].tail(WINDOW).mean()
+    hours = float(train["minutes"].iloc[-1]) / 60.0
+    scored = int(train["scored"].iloc[-1])
+    return {
+        "steps": int(train["step"].iloc[-1]) + 1,
+        "minutes": round(hours * 60.0, 1),
+        "seconds_per_step": round(hours * 3600.0 / len(train), 2),
+        "train_MSUN_first": round(float(first), 4),
+        "train_MSUN_last": round(float(last), 4),
+        "MSUN_gain_per_cpu_hour": round(float(last - first) / hours, 4),
+        "MSUN_gain_per_1000_scored": round(float(last - first) / scored * 1000.0, 5),
+        "val_MSUN_last3": round(float(val["val/avg_MSUN"].tail(3).mean()), 4),
+    }
+
+
+def plot(runs: dict[str, tuple[pd.DataFrame, pd.DataFrame]], minutes: float | None, path: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (train, val) in runs.items():
+        smooth = train["train/avg_MSUN"].rolling(WINDOW, min_periods=10).mean() * 100
+        (line,) = ax.plot(train["minutes"], smooth, label=f"{label} (train, {WINDOW}-step mean)")
+        color = line.get_color()
+        ax.plot(val["minutes"], val["val/avg_MSUN"] * 100, "o", ms=3, color=color, alpha=0.6)
+    if minutes is not None:
+        ax.axvline(minutes, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("CPU minutes (rollout + decode + rewards + update)")
+    ax.set_ylabel("MSUN (%)  (dots: validation)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
+    parser.add_argument("--minutes", type=float, default=None, help="cut every run at this time")
+    parser.add_argument("--samples-per-step", type=int, default=128, help="prompts × group size")
+    parser.add_argument("--png", default=None)
+    args = parser.parse_args(argv)
+    runs = {}
+    for spec in args.runs:
+        label, sep, run_dir = spec.partition("=")
+        if not sep:
+            parser.error(f"{spec!r}: expected LABEL=RUN_DIR")
+        runs[label] = curves(read_log(Path(run_dir)), args.samples_per_step)
+    report = {label: summary(*c, args.minutes) for label, c in runs.items()}
+    print(pd.DataFrame(report).T.to_string())
+    if args.png:
+        plot(runs, args.minutes, args.png)
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
