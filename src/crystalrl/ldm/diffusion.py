@@ -52,6 +52,14 @@ def gaussian_log_prob(
     return masked_mean(logp, mask)
 
 
+def normal_kl(
+    mean: torch.Tensor, log_var: torch.Tensor, ref_mean: torch.Tensor, ref_log_var: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mean, e^log_var) ‖ N(ref_mean, e^ref_log_var)) per element (Improved DDPM's form)."""
+    gap = log_var - ref_log_var  # summed so that equal Gaussians give exactly 0
+    return 0.5 * ((gap.exp() - 1.0 - gap) + (mean - ref_mean) ** 2 * (-ref_log_var).exp())
+
+
 def gaussian_kl(
     mean: torch.Tensor,
     std: torch.Tensor,
@@ -62,10 +70,9 @@ def gaussian_kl(
     """KL(N(mean, std²) ‖ N(ref_mean, ref_std²)) per element, averaged as
     :func:`gaussian_log_prob` averages -> (B,). Exact, so no sample-based estimate (and
     none of its variance) is needed; with a shared std it is (mean − ref_mean)² / (2 std²)."""
-    std, ref_std = std.expand_as(mean), ref_std.expand_as(mean)
-    var, ref_var = std**2, ref_std**2
-    kl = torch.log(ref_std / std) + (var + (mean - ref_mean) ** 2) / (2 * ref_var) - 0.5
-    return masked_mean(kl, mask)
+    log_var = 2 * torch.log(std).expand_as(mean)
+    ref_log_var = 2 * torch.log(ref_std).expand_as(mean)
+    return masked_mean(normal_kl(mean, log_var, ref_mean, ref_log_var), mask)
 
 
 def _take(arr: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -126,13 +133,7 @@ class GaussianDiffusion:
             frozen = torch.cat([out[..., :d].detach(), out[..., d:]], dim=-1)
             mean, log_var = self._schedule.p_mean_logvar(frozen, x_t, t, d)
             true_mean, true_log_var = self._schedule.q_posterior(x0, x_t, t)
-            kl = 0.5 * (
-                -1.0
-                + log_var
-                - true_log_var
-                + (true_log_var - log_var).exp()
-                + (true_mean - mean) ** 2 * (-log_var).exp()
-            )
+            kl = normal_kl(true_mean, true_log_var, mean, log_var)
             vb = masked_mean(kl, mask) / math.log(2.0)
             nll = -masked_mean(
                 -0.5 * (x0 - mean) ** 2 * (-log_var).exp()
