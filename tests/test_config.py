@@ -210,6 +210,9 @@ def test_reward_configs_are_selected_by_name(monkeypatch, tmp_path):
     assert custom.names == ["custom"] and custom.reference_dataset is None
     assert custom.components[0].normalize_fn is None
     assert custom.components[0].fn.__name__ == "valid_atomic_density"
+    guarded = _reward(["experiment=mp_bandgap/rl_bandgap_guarded_cpu"])
+    assert guarded.names == ["band_gap", "energy", "composition_diversity", "density", "smact"]
+    assert guarded.components[1].floor == -0.2 and guarded.components[2].weight == 1.0
 
 
 # ---------------------------------------------------------------------- the LR schedule

@@ -188,6 +188,33 @@ def test_reference_members_are_not_novel_and_displaced_ones_are(emt_reference, e
     assert r["avg_novel"] == pytest.approx(n / (3 * n))
 
 
+def test_matcher_cells_give_the_answers_of_plain_fit(emt_reference, emt_val):
+    """Reducing each cell once and skipping the per-pair reduction must not change a match:
+    a 2x supercell still matches its primitive cell, a displaced copy still does, another
+    formula does not; and the reference's cached cells are the matcher's own reduction."""
+    from crystalrl.metrics.matching import fit, matcher, reduced_cell
+
+    sm = matcher()
+    a, b = emt_val[0], next(s for s in emt_val if s.composition != emt_val[0].composition)
+    pairs = [(a, a.copy().make_supercell([2, 1, 1])), (a, displaced(a, 0.05)), (a, b)]
+    plain = [fit(sm, x, y) for x, y in pairs]
+    assert plain == [True, True, False]
+    assert [fit(sm, reduced_cell(x), reduced_cell(y), reduced=True) for x, y in pairs] == plain
+    # skipping the reduction of unreduced cells is what the reduced cells are for
+    assert not fit(sm, pairs[0][0], pairs[0][1], reduced=True)
+    assert reduced_cell(None) is None
+
+    from crystalrl.metrics.matcher_cells import MatcherCells
+
+    formula = "CuAu"
+    cached = MatcherCells(emt_reference, num_workers=2).with_formula(formula)
+    direct = [reduced_cell(s) for s in emt_reference.structures_with_formula(formula)]
+    assert len(cached) == len(direct) >= 2
+    for c, d in zip(cached, direct, strict=True):
+        assert np.allclose(c.lattice.matrix, d.lattice.matrix)
+        assert np.allclose(c.frac_coords, d.frac_coords) and c.species == d.species
+
+
 def test_unique_first_of_group_and_failed_structures(emt_reference, emt_val):
     from crystalrl.metrics.metrics import Metrics
 

@@ -322,3 +322,17 @@ def test_valid_atomic_density_gives_overlapping_atoms_nothing():
     good = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     collapsed = Structure(Lattice.cubic(0.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     assert valid_atomic_density([good, collapsed]) == pytest.approx([2 / 64, 0.0])
+
+
+def test_smact_valid_scores_charge_balance():
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.rewards.functions import smact_valid
+
+    nacl = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    na_cl3 = Structure(
+        Lattice.cubic(5.0),
+        ["Na", "Cl", "Cl", "Cl"],
+        [[0, 0, 0]] + [[0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0]],
+    )
+    assert smact_valid([nacl, na_cl3]) == [1.0, 0.0]

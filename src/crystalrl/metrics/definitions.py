@@ -32,9 +32,13 @@ def _unique(m: Metrics) -> np.ndarray:
 def _novel(m: Metrics) -> np.ndarray:
     from crystalrl.metrics.novelty import novel_flags
 
-    ref = m.reference
     return novel_flags(
-        m.structures, ref.structures_with_formula, m.formulas, m.match_timeout, m.num_workers
+        m.structures,
+        m.matcher_cells.with_formula,
+        m.formulas,
+        m.match_timeout,
+        m.num_workers,
+        reference_reduced=True,
     )
 
 

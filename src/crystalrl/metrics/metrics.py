@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import crystalrl.metrics.definitions  # noqa: F401  (fills the registry)
 from crystalrl.metrics.registry import REGISTRY, nan_mean
 from crystalrl.metrics.results import MetricResults
 from crystalrl.reference import Reference, get_reference
+
+if TYPE_CHECKING:
+    from crystalrl.metrics.matcher_cells import MatcherCells
 
 log = logging.getLogger("crystalrl")
 
@@ -78,6 +81,7 @@ class Metrics:
         self._ready = False
         self._ref_feature_stats: dict[str, tuple] = {}
         self._ref_features: dict | None = None
+        self._matcher_cells: MatcherCells | None = None
 
     @staticmethod
     def _with_derived(names: list[str]) -> list[str]:
@@ -134,6 +138,7 @@ class Metrics:
         start = time.perf_counter()
         if "structures" in parts:
             _ = self.reference.by_formula
+            _ = self.matcher_cells
         if "energy_model" in parts:
             _ = self.reference.energy_model.key
         if "hull" in parts:
@@ -150,6 +155,15 @@ class Metrics:
         for dep in spec.needs:
             out |= self._uses_closure(dep)
         return out
+
+    @property
+    def matcher_cells(self) -> MatcherCells:
+        """The reference in StructureMatcher's cells, for novelty (built once, then cached)."""
+        if self._matcher_cells is None:
+            from crystalrl.metrics.matcher_cells import MatcherCells
+
+            self._matcher_cells = MatcherCells(self.reference, self.num_workers)
+        return self._matcher_cells
 
     def reference_features(self) -> dict:
         if self._ref_features is None:

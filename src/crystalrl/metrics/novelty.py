@@ -7,6 +7,10 @@ with a per-item timeout (:func:`crystalrl.metrics.parallel.map_with_timeout`); w
 bucket hangs the answer is the conservative one: not novel, and only the first structure
 of a hung uniqueness bucket counts as unique. ``None`` (a structure that failed to
 decode) is neither unique nor novel.
+
+Each structure is reduced to the matcher's cell once per bucket or item
+(:func:`~crystalrl.metrics.matching.reduced_cell`), never once per pair; reference
+structures come reduced already (:mod:`crystalrl.metrics.matcher_cells`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from crystalrl.metrics.matching import fit, matcher
+from crystalrl.metrics.matching import fit, matcher, reduced_cell
 from crystalrl.metrics.parallel import map_with_timeout
 
 
@@ -40,7 +44,8 @@ def first_of_groups(bucket: list) -> list[bool]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for s in bucket:
-            new = not any(fit(sm, r, s) for r in representatives)
+            s = reduced_cell(s, sm)
+            new = not any(fit(sm, r, s, reduced=True) for r in representatives)
             if new:
                 representatives.append(s)
             flags.append(new)
@@ -48,12 +53,21 @@ def first_of_groups(bucket: list) -> list[bool]:
 
 
 def matches_none(item: tuple) -> bool:
-    """True when ``structure`` matches none of ``candidates`` (stops at the first match)."""
-    structure, candidates = item
+    """True when ``structure`` matches none of ``candidates`` (stops at the first match).
+
+    ``item`` is ``(structure, candidates, candidates_reduced)``; candidates that are not
+    reduced yet are reduced here, each only when it is reached.
+    """
+    structure, candidates, candidates_reduced = item
     sm = matcher()
+    structure = reduced_cell(structure, sm)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return not any(fit(sm, c, structure) for c in candidates)
+        for c in candidates:
+            c = c if candidates_reduced else reduced_cell(c, sm)
+            if fit(sm, c, structure, reduced=True):
+                return False
+        return True
 
 
 def unique_flags(
@@ -95,10 +109,13 @@ def novel_flags(
     formulas: Sequence[str | None] | None = None,
     timeout: float = 30.0,
     num_workers: int | None = None,
+    reference_reduced: bool = False,
 ) -> np.ndarray:
     """True where no reference structure of the same reduced formula matches.
 
-    ``reference_by_formula(formula)`` returns the reference structures with that formula.
+    ``reference_by_formula(formula)`` returns the reference structures with that formula;
+    ``reference_reduced`` says they are :func:`~crystalrl.metrics.matching.reduced_cell`
+    outputs already (as ``MatcherCells.with_formula`` gives).
     """
     formulas = formulas if formulas is not None else [reduced_formula(s) for s in structures]
     flags = np.zeros(len(structures), dtype=bool)
@@ -111,7 +128,7 @@ def novel_flags(
             flags[i] = True
         else:
             work.append(i)
-            items.append((structures[i], candidates))
+            items.append((structures[i], candidates, reference_reduced))
     results = map_with_timeout(
         matches_none, items, timeout=timeout, num_workers=num_workers, default=False
     )

@@ -20,6 +20,25 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _pool(num_workers: int):
+    """A worker pool whose workers are born with SIGTERM's default action.
+
+    The initializer alone leaves a window: a worker terminated before it has run it (a
+    short map on a loaded machine) keeps the parent's handler and never exits, and the
+    pool's ``join`` hangs. So the parent's handler is set aside while the workers fork.
+    """
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:  # not the main thread: the initializer has to do
+        previous = None
+    try:
+        return ctx.Pool(num_workers, initializer=_default_signals)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def map_with_timeout(
     fn: Callable[[Any], Any],
     items: Sequence,
@@ -42,10 +61,9 @@ def map_with_timeout(
                 progress(1)
         return out
     results: list = [default] * len(items)
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     start = 0
     while start < len(items):
-        pool = ctx.Pool(num_workers, initializer=_default_signals)
+        pool = _pool(num_workers)
         pending = [(i, pool.apply_async(fn, (items[i],))) for i in range(start, len(items))]
         start = len(items)
         try:

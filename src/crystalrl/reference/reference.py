@@ -104,7 +104,9 @@ class Reference:
         files = sorted(self.file_hashes.items())
         return digest(REFERENCE_VERSION, files, NO_ATOM_LIMIT, "niggli")
 
-    def _cache_file(self, kind: str, *extra: Any, suffix: str = ".npz") -> Path:
+    def cache_file(self, kind: str, *extra: Any, suffix: str = ".npz") -> Path:
+        """Where a part derived from this reference is cached: its kind, this reference's
+        content key and ``extra`` inputs (a potential, a version) make the name."""
         stem = Path(self.dataset_dir).name
         key = digest(self.key, *extra) if extra else self.key
         return self.cache_dir / f"{stem}-{kind}-{key}{suffix}"
@@ -122,7 +124,7 @@ class Reference:
     @cached_property
     def _flat(self) -> dict[str, np.ndarray]:
         """Per-structure index over all splits: split, row, material_id, formula, num_atoms."""
-        cache = self._cache_file("index")
+        cache = self.cache_file("index")
         if cache.is_file():
             return load_npz(cache)
         from pymatgen.core import Composition
@@ -207,7 +209,7 @@ class Reference:
 
     @property
     def energy_file(self) -> Path:
-        return self._cache_file("energies", self.energy_model.key)
+        return self.cache_file("energies", self.energy_model.key)
 
     @cached_property
     def energy_table(self) -> EnergyTable:
@@ -282,7 +284,7 @@ class Reference:
         if unknown:
             raise ReferenceDatasetError(f"unknown hull option(s) {sorted(unknown)}")
         options = {**HULL_DEFAULTS, **self.hull_options}
-        cache = self._cache_file(
+        cache = self.cache_file(
             "hull", self.energy_model.key, HULL_VERSION, sorted(options.items()), suffix=".pkl"
         )
         if cache.is_file():
@@ -306,7 +308,7 @@ class Reference:
 
         from crystalrl.vae.features import structure_features
 
-        cache = self._cache_file("features", weights_key(vae))
+        cache = self.cache_file("features", weights_key(vae))
         if cache.is_file():
             return {k: torch.from_numpy(v) for k, v in load_npz(cache).items()}
         start = time.perf_counter()

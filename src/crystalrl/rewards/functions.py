@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from crystalrl.metrics.density import atomic_density
 
-__all__ = ["atomic_density", "valid_atomic_density"]
+__all__ = ["atomic_density", "smact_valid", "valid_atomic_density"]
 
 
 def valid_atomic_density(structures: Sequence) -> list[float]:
@@ -23,3 +23,15 @@ def valid_atomic_density(structures: Sequence) -> list[float]:
     from crystalrl.metrics.validity import structure_valid
 
     return [len(s) / s.lattice.volume if structure_valid(s) else 0.0 for s in structures]
+
+
+def smact_valid(structures: Sequence) -> list[float]:
+    """1 for a SMACT-valid formula (charge-balanced with known oxidation states), else 0.
+
+    A guard for property rewards: toward a 3 eV band gap the policy drifts to formulas
+    no oxidation states can balance (SMACT validity 77 % -> 58 % in 450 steps from the
+    shipped base), which the band-gap predictor scores but chemistry rules out.
+    """
+    from crystalrl.metrics.validity import composition_valid
+
+    return [1.0 if composition_valid(s) else 0.0 for s in structures]
