@@ -13,7 +13,6 @@ beside the reference's other parts, keyed by its content and pymatgen's version.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import numpy as np
@@ -89,15 +88,12 @@ class MatcherCells:
         cache = reference.cache_file(
             "matcher-cells", MATCHER_CELLS_VERSION, pymatgen.core.__version__
         )
-        self.build_seconds = 0.0
         if cache.is_file():
             self.table = load_npz(cache)
         else:
             log.info("reducing %d reference cells for StructureMatcher (once)", len(reference))
-            start = time.perf_counter()
             self.table = build_matcher_cells(list(reference.parsed.values()), num_workers)
             save_npz(cache, self.table)
-            self.build_seconds = time.perf_counter() - start
         self.offsets = np.concatenate([[0], np.cumsum(self.table["num_atoms"])])
         self._memo: dict[int, Any] = {}
 
@@ -110,7 +106,8 @@ class MatcherCells:
         for i in self.reference.by_formula.get(formula, []):
             i = int(i)
             if i not in self._memo:
-                if self.table["num_atoms"][i] == 0:  # not in the table (its chunk hung)
+                # not in the table: its chunk hung, or the cell cannot be reduced (None again)
+                if self.table["num_atoms"][i] == 0:
                     c = reduced_cell(self.reference.structures([i])[0])
                 else:
                     sl = slice(self.offsets[i], self.offsets[i + 1])
