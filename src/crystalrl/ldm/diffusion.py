@@ -288,7 +288,8 @@ class Sampler:
         latents, means, stds = [x], [], []
         for i in reversed(range(self.num_steps)):
             mean, std = self.step_distribution(model_fn, x, i, mask)
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            where = generator.device if generator is not None else x.device
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)
             x = (mean + std * z) * m
             if return_trajectory:
                 latents.append(x)

@@ -270,8 +270,13 @@ class LDMModule(L.LightningModule):
         """Sample latents for the given atom counts and decode them into crystals;
         ``model_fn`` replaces the denoiser call (the RL policy's, at its own precision)."""
         n = int(num_atoms.max())
-        mask = torch.arange(n)[None, :] < num_atoms[:, None]
+        device = next(self.denoiser.parameters()).device
+        num_atoms = num_atoms.to(device)
+        mask = torch.arange(n, device=device)[None, :] < num_atoms[:, None]
+        # drawn where the generator lives, then moved: a seed gives the same crystals on a
+        # CPU and on a GPU
         noise = torch.randn((len(num_atoms), n, self.token_dim), generator=generator)
+        noise = noise.to(device)
         z, traj = sampler.sample(
             model_fn or self.model_fn(use_ema), noise, mask, generator, return_trajectory, progress
         )

@@ -230,7 +230,7 @@ class RLModule(L.LightningModule):
             "traj": traj,
             "old_logp": old,
             "structures": structures,
-            "rewards": out.total.float(),
+            "rewards": out.total.float().to(self.device),  # rewards are scored on the CPU
             "components": out.components,
             # batch averages of the reward's shared metrics (avg_MSUN, avg_unique, ...): the
             # paper's success measures, watched during training at no extra cost

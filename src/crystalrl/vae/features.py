@@ -33,18 +33,21 @@ def batch_features(vae: VAEModule, batch: CrystalBatch) -> dict[str, torch.Tenso
 def structure_features(
     vae: VAEModule, structures: Sequence, batch_size: int = 512, niggli: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Features of pymatgen structures (or ASE atoms), computed in batches.
+    """Features of pymatgen structures (or ASE atoms), computed in batches on the VAE's
+    device and returned on the CPU, where the metrics and reference caches keep them.
 
     ``niggli`` reduces each cell first, as the training data were: an unreduced cell of
     the same crystal would otherwise land elsewhere in latent space.
     """
     parts: list[dict[str, torch.Tensor]] = []
+    # where the weights are (a nested LightningModule's .device can run ahead of them)
+    device = next(vae.parameters()).device
     for i in range(0, len(structures), batch_size):
         chunk = list(structures[i : i + batch_size])
         if niggli:
             chunk = [niggli_or_keep(s) for s in chunk]
-        batch = CrystalBatch.from_structures(chunk, dtype=torch.float32)
-        parts.append(batch_features(vae, batch))
+        batch = CrystalBatch.from_structures(chunk, dtype=torch.float32).to(device)
+        parts.append({k: v.cpu() for k, v in batch_features(vae, batch).items()})
     if not parts:
         d = vae.vae.latent_dim, vae.vae.d_model
         return {"structure": torch.zeros(0, d[0]), "composition": torch.zeros(0, d[1])}
