@@ -285,11 +285,14 @@ class Sampler:
         """Run the chain from ``noise``; the trajectory holds K+1 latents and K means/stds."""
         m = mask.unsqueeze(-1).to(noise.dtype)
         x = noise * m
+        # the step noise comes from the CPU's (or the given generator's) stream, never the
+        # GPU's: the same seed then draws the same noise whichever device the model is on
+        noise_device = generator.device if generator is not None else torch.device("cpu")
         latents, means, stds = [x], [], []
         for i in reversed(range(self.num_steps)):
             mean, std = self.step_distribution(model_fn, x, i, mask)
-            where = generator.device if generator is not None else x.device
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=noise_device)
+            z = z.to(x.device)
             x = (mean + std * z) * m
             if return_trajectory:
                 latents.append(x)

@@ -273,9 +273,10 @@ class LDMModule(L.LightningModule):
         device = next(self.denoiser.parameters()).device
         num_atoms = num_atoms.to(device)
         mask = torch.arange(n, device=device)[None, :] < num_atoms[:, None]
-        # drawn where the generator lives, then moved: a seed gives the same crystals on a
-        # CPU and on a GPU
-        noise = torch.randn((len(num_atoms), n, self.token_dim), generator=generator)
+        # drawn from the CPU's (or the given generator's) stream, then moved: a seed draws
+        # the same noise whichever device the model is on
+        where = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn((len(num_atoms), n, self.token_dim), generator=generator, device=where)
         noise = noise.to(device)
         z, traj = sampler.sample(
             model_fn or self.model_fn(use_ema), noise, mask, generator, return_trajectory, progress

@@ -45,7 +45,7 @@ DEFAULT_RL_CONFIGS: dict[str, Any] = {
     "update_step_batch": 1,
     "val_num_group_samples": None,  # group size of validation rollouts (default: training's)
     # the denoiser's calls in rollout and update: "32" or "bf16-mixed" (autocast; twice as
-    # fast on CPUs with AVX512-BF16/AMX and on GPUs); decoding, log-probs and loss stay fp32
+    # fast on CPUs with AVX512-BF16/AMX, GPUs not measured); decoding, log-probs and loss fp32
     "policy_precision": "32",
 }
 POLICY_PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16}
@@ -199,6 +199,8 @@ class RLModule(L.LightningModule):
             model_fn=self.policy_fn(),
         )
         self.ldm.denoiser.train(was_training)
+        if self.device.type == "cuda":  # charge the queued kernels to the rollout, not decode
+            torch.cuda.synchronize(self.device)
         t_roll = time.perf_counter()
         structures = crystals.to_structures()
         t_dec = time.perf_counter()

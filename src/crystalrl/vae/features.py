@@ -40,7 +40,8 @@ def structure_features(
     the same crystal would otherwise land elsewhere in latent space.
     """
     parts: list[dict[str, torch.Tensor]] = []
-    # where the weights are (a nested LightningModule's .device can run ahead of them)
+    # the weights' device, not vae.device: inside the RL module the reward is set up
+    # before Lightning moves the model, and vae.device already named the GPU then
     device = next(vae.parameters()).device
     for i in range(0, len(structures), batch_size):
         chunk = list(structures[i : i + batch_size])
