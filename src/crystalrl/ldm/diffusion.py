@@ -75,6 +75,21 @@ def gaussian_kl(
     return masked_mean(normal_kl(mean, log_var, ref_mean, ref_log_var), mask)
 
 
+def sampling_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normal noise for the sampler, on ``device``.
+
+    Drawn from the given generator's stream (or the CPU's, never a GPU's) and then moved:
+    the same seed draws the same noise whichever device the model is on.
+    """
+    where = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(shape, generator=generator, dtype=dtype, device=where).to(device)
+
+
 def _take(arr: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
     out = arr.to(t.device)[t]
     return out.view(-1, *([1] * (ndim - 1)))
@@ -285,14 +300,10 @@ class Sampler:
         """Run the chain from ``noise``; the trajectory holds K+1 latents and K means/stds."""
         m = mask.unsqueeze(-1).to(noise.dtype)
         x = noise * m
-        # the step noise comes from the CPU's (or the given generator's) stream, never the
-        # GPU's: the same seed then draws the same noise whichever device the model is on
-        noise_device = generator.device if generator is not None else torch.device("cpu")
         latents, means, stds = [x], [], []
         for i in reversed(range(self.num_steps)):
             mean, std = self.step_distribution(model_fn, x, i, mask)
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=noise_device)
-            z = z.to(x.device)
+            z = sampling_noise(x.shape, generator, x.device, x.dtype)
             x = (mean + std * z) * m
             if return_trajectory:
                 latents.append(x)

@@ -26,7 +26,7 @@ import lightning as L
 import torch
 
 from crystalrl.data.batch import CrystalBatch
-from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler
+from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler, sampling_noise
 from crystalrl.ldm.dit import DIT_CONFIGS, DiT
 from crystalrl.ldm.tokens import channels_to_lattice, lattice_channels, position_channels
 from crystalrl.training import ANY_VALUE, drop_retired
@@ -273,11 +273,7 @@ class LDMModule(L.LightningModule):
         device = next(self.denoiser.parameters()).device
         num_atoms = num_atoms.to(device)
         mask = torch.arange(n, device=device)[None, :] < num_atoms[:, None]
-        # drawn from the CPU's (or the given generator's) stream, then moved: a seed draws
-        # the same noise whichever device the model is on
-        where = generator.device if generator is not None else torch.device("cpu")
-        noise = torch.randn((len(num_atoms), n, self.token_dim), generator=generator, device=where)
-        noise = noise.to(device)
+        noise = sampling_noise((len(num_atoms), n, self.token_dim), generator, device)
         z, traj = sampler.sample(
             model_fn or self.model_fn(use_ema), noise, mask, generator, return_trajectory, progress
         )
