@@ -1,24 +1,30 @@
 """Time the DNG reward on a batch of generated-like crystals and print where the time goes.
 
-``python benchmarks/dng_reward.py [NUM_STRUCTURES] [DISPLACEMENT_A] [OVERRIDE ...]``
-(defaults 320, 0.1; overrides of the train_rl config, e.g.
+``python benchmarks/dng_reward.py [NUM_STRUCTURES] [DISPLACEMENT_A] [--samples PATH]
+[OVERRIDE ...]`` (defaults 320, 0.1; overrides of the train_rl config, e.g.
 ``'rl_module.reward_fn.components.energy.relax={max_steps: 20, fmax: 0.1}'``)
 
 The batch stands in for one RL step of the paper's config (5 prompts × 64 samples): MP-20
-val structures with every atom displaced by a random vector of the given length, so they
-are mostly novel, have real energies above the hull and exercise every metric. The
-reward is the shipped ``rl_module.reward_fn`` (creativity, energy, structure and
+val structures with every atom displaced by a random vector of the given length. They
+have real energies above the hull and every one of them has reference structures of its
+formula to be matched against, so matching costs the most it can (a worst case: of a
+model's samples most formulas are new to MP-20). ``--samples`` scores a model's own
+samples instead (what ``crystalrl.sample`` wrote; at least (1 + repeats) × NUM_STRUCTURES
+of them): the first NUM for the one-off costs, the next ones timed.
+
+The reward is the shipped ``rl_module.reward_fn`` (creativity, energy, structure and
 composition diversity). The first call pays one-off costs (reference data, CHGNet, worker
-pools) and is timed apart; the split is that of the second call on a fresh batch, and
-``of_energy_model_throughput`` compares it with the energy model alone (CHGNet
-single-points of the same structures): 1 would mean matching, AMD and features cost nothing.
-Needs ``CRYSTALRL_DATA_DIR``.
+pools) and is timed apart; then the reward and the energy model alone (CHGNet
+single-points of the same structures) are timed in turn, on a fresh batch each of
+``--repeats`` times, and the medians are reported with the reward's split.
+``of_energy_model_throughput`` is their ratio: 1 would mean matching, the hull, AMD and
+features cost nothing. Needs ``CRYSTALRL_DATA_DIR``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -28,11 +34,13 @@ from hydra.utils import instantiate
 
 from crystalrl.config import CONFIG_DIR
 from crystalrl.data.parse import default_data_dir, find_split_file, read_split
+from crystalrl.metrics.structures_io import read_structure_input
 from crystalrl.vae.module import load_vae
 
 # Which timings belong to which part of the work (metric and component names).
 PARTS = {
-    "energies": ("energy", "e_above_hull"),
+    "hull": ("e_above_hull",),
+    "energies": ("energy",),
     "matching": ("unique", "novel"),
     "amd": ("creativity",),  # AMD distances for the partly new (unique xor novel)
     "features": ("diversity", "features"),
@@ -55,36 +63,61 @@ def part_of(key: str) -> str:
     return "other"
 
 
-def main(num: int = 320, distance: float = 0.1, overrides: tuple[str, ...] = ()) -> dict:
+def batches(num: int, distance: float, samples: str | None, count: int) -> list[list]:
+    """``count`` batches of ``num`` different structures each: one to warm up, one per timing
+    (a fresh batch each time, so memoised work counts as in training)."""
+    if samples:
+        structures = read_structure_input(samples, key="--samples").structures
+        if len(structures) < count * num:
+            raise SystemExit(
+                f"--samples {samples}: {len(structures)} structures, need {count * num}"
+            )
+    else:
+        split = read_split(find_split_file(f"{default_data_dir()}/mp_20", "val"))
+        rng = np.random.default_rng(0)
+        picks = rng.choice(len(split), size=count * num, replace=False).tolist()
+        structures = displaced(split.to_structures(picks), distance, seed=1)
+    return [structures[i * num : (i + 1) * num] for i in range(count)]
+
+
+def main(
+    num: int = 320,
+    distance: float = 0.1,
+    overrides: tuple[str, ...] = (),
+    samples: str | None = None,
+    repeats: int = 3,
+) -> dict:
     torch.set_num_threads(2)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train_rl", overrides=["experiment=mp_20/rl_dng", *overrides])
-    split = read_split(find_split_file(f"{default_data_dir()}/mp_20", "val"))
-    rng = np.random.default_rng(0)
-    picks = rng.choice(len(split), size=2 * num, replace=False).tolist()
-    structures = split.to_structures(picks)
+    warm_up, *timed = batches(num, distance, samples, 1 + repeats)
     reward = instantiate(cfg.rl_module.reward_fn)
     start = time.perf_counter()
     reward.setup(vae=load_vae(cfg.rl_module.vae_ckpt_path), device="cpu")
     setup_s = time.perf_counter() - start
     start = time.perf_counter()
-    reward(displaced(structures[:num], distance, seed=1))
+    reward(warm_up)
     first_s = time.perf_counter() - start
-    batch = displaced(structures[num:], distance, seed=2)
-    start = time.perf_counter()
-    out = reward(batch)
-    total_s = time.perf_counter() - start
-    # the bound: the energy model alone on the same structures, batched as the reward does
-    start = time.perf_counter()
-    reward.metrics.reference.energy_model.energies(batch)
-    energy_model_s = time.perf_counter() - start
+    # the reward and its bound (the energy model alone on the same structures, batched as
+    # the reward does) in turn, medians: CHGNet's own time varies by a quarter between calls
+    totals, bounds, splits = [], [], []
+    for batch in timed:
+        start = time.perf_counter()
+        out = reward(batch)
+        totals.append(time.perf_counter() - start)
+        splits.append(out.timings)
+        start = time.perf_counter()
+        reward.metrics.reference.energy_model.energies(batch)
+        bounds.append(time.perf_counter() - start)
+    total_s, energy_model_s = float(np.median(totals)), float(np.median(bounds))
+    timings = {k: float(np.median([t[k] for t in splits])) for k in splits[0]}
     split_s: dict[str, float] = {}
-    for key, seconds in out.timings.items():
+    for key, seconds in timings.items():
         part = part_of(key)
         split_s[part] = split_s.get(part, 0.0) + seconds
     report = {
         "structures": num,
-        "displacement_angstrom": distance,
+        "batch": samples or f"MP-20 val displaced {distance} Å",
         "setup_seconds": round(setup_s, 1),
         "first_call_seconds": round(first_s, 2),
         "total_seconds": round(total_s, 2),
@@ -92,7 +125,8 @@ def main(num: int = 320, distance: float = 0.1, overrides: tuple[str, ...] = ())
         # the reward's throughput as a fraction of the energy model's own
         "of_energy_model_throughput": round(energy_model_s / total_s, 3),
         **{f"{k}_seconds": round(v, 2) for k, v in sorted(split_s.items())},
-        "detail": {k: round(v, 2) for k, v in out.timings.items()},
+        "repeats": repeats,
+        "detail": {k: round(v, 2) for k, v in timings.items()},
         "raw_means": {k: round(float(v.mean()), 4) for k, v in out.components.items()},
     }
     for k, v in report.items():
@@ -102,5 +136,10 @@ def main(num: int = 320, distance: float = 0.1, overrides: tuple[str, ...] = ())
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    main(int(args[0]) if args else 320, float(args[1]) if len(args) > 1 else 0.1, tuple(args[2:]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("num", nargs="?", type=int, default=320)
+    parser.add_argument("distance", nargs="?", type=float, default=0.1)
+    parser.add_argument("--samples", help="a model's samples instead of displaced MP-20")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls (medians)")
+    args, overrides = parser.parse_known_args()
+    main(args.num, args.distance, tuple(overrides), args.samples, args.repeats)

@@ -91,6 +91,23 @@ def test_hull_matches_a_full_phase_diagram_and_covers_new_systems(emt_reference)
             PDEntry(comp, e * comp.num_atoms), allow_negative=True, check_stable=False
         )
         assert hull.e_above_hull(comp, e) == pytest.approx(expected, abs=1e-6), formula
+    # a batch is one linear programme: every answer is still the phase diagram's
+    elements = sorted(hull.elements)
+    comps = [
+        Composition(
+            dict(zip(rng.choice(elements, k, replace=False), rng.integers(1, 5, k), strict=True))
+        )
+        for k in rng.integers(1, 5, 40)
+    ]
+    energies = np.array([full.get_hull_energy_per_atom(c) for c in comps]) + rng.normal(0, 0.2, 40)
+    energies[3] = np.nan
+    batch = hull.e_above_hull_many([*comps, Composition("FeCu")], np.append(energies, -3.0))
+    expected = [
+        full.get_e_above_hull(PDEntry(c, e * c.num_atoms), allow_negative=True, check_stable=False)
+        for c, e in zip(comps, energies, strict=True)
+    ]
+    expected[3] = np.nan
+    np.testing.assert_allclose(batch, [*expected, np.nan], atol=1e-9)
     e_ref = hull.e_above_hull_many([Composition(c) for c in ref.element_counts()], ref.energies)
     assert (e_ref >= -1e-6).all() and (np.abs(e_ref) < 1e-6).any()
     assert np.isnan(hull.e_above_hull(Composition("FeCu"), -3.0))  # Fe is not in the reference
@@ -451,3 +468,51 @@ def test_worker_pool_finishes_under_a_parent_that_ignores_sigterm():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[1, 2, 3]"
+
+
+def _sleep_if_negative(x: int) -> int:
+    import time
+
+    if x < 0:
+        time.sleep(60)
+    return 2 * x
+
+
+def test_worker_pool_gives_the_stuck_item_the_default_and_the_rest_their_results():
+    from crystalrl.metrics.parallel import map_with_timeout
+
+    items = [1, 2, -1, 3, 4, 5, 6, 7, 8, 9]  # chunks of three: the stuck item shares one
+    done = []
+    out = map_with_timeout(
+        _sleep_if_negative,
+        items,
+        timeout=2.0,
+        num_workers=1,
+        default="timeout",
+        progress=done.append,
+    )
+    assert out == [2, 4, "timeout", 6, 8, 10, 12, 14, 16, 18]
+    assert sum(done) == len(items)
+    # the pool that held the stuck worker was replaced: the next call runs normally
+    assert map_with_timeout(abs, [-1, -2], num_workers=1) == [1, 2]
+
+
+def test_collector_paused_restores_the_callers_collector_state():
+    import gc
+
+    from crystalrl.gc_pause import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():  # nested: the outer pause owns the collector
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()  # a caller that manages the collector itself keeps it off
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -8,7 +8,8 @@ cell) gets NaN, never an exception: callers treat NaN as a failed energy.
 
 Commands pick a potential from the ``configs/potential/`` group (``potential=emt``); a new
 file there with a ``_target_`` (an :class:`EnergyModel` or any ASE calculator) adds one.
-This module sits below ``reference`` and ``metrics`` and imports nothing of crystalrl.
+This module sits below ``reference`` and ``metrics`` and imports nothing of crystalrl but
+:mod:`crystalrl.gc_pause`.
 
 :func:`relax` is the one relaxation routine (FIRE, cell included): the hull's elemental
 prototypes, ``crystalrl.relax``, ``evaluate relax=true`` and ``EnergyReward(relax=...)``
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from crystalrl.gc_pause import collector_paused
 
 #: What a potential raises on a structure it cannot handle (isolated or overlapping atoms,
 #: a broken cell, an element it has no parameters for: CHGNet's ValueError and
@@ -103,20 +106,23 @@ class CHGNetEnergy(EnergyModel):
         old_threads = torch.get_num_threads()
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
+        # graphs are many small objects alive until their batch is predicted: without the
+        # pause, Python's collector traverses a loaded process's every object for them
         try:
-            for start in range(0, len(structures), self.batch_size):
-                chunk = structures[start : start + self.batch_size]
-                graphs, where = [], []
-                for i, s in enumerate(chunk):
-                    graph = self._graph(s)
-                    if graph is not None:
-                        graphs.append(graph)
-                        where.append(start + i)
-                if graphs:
-                    for i, e in zip(where, self._predict(graphs), strict=True):
-                        out[i] = e
-                if progress:
-                    progress(len(chunk))
+            with collector_paused():
+                for start in range(0, len(structures), self.batch_size):
+                    chunk = structures[start : start + self.batch_size]
+                    graphs, where = [], []
+                    for i, s in enumerate(chunk):
+                        graph = self._graph(s)
+                        if graph is not None:
+                            graphs.append(graph)
+                            where.append(start + i)
+                    if graphs:
+                        for i, e in zip(where, self._predict(graphs), strict=True):
+                            out[i] = e
+                    if progress:
+                        progress(len(chunk))
         finally:
             torch.set_num_threads(old_threads)
         out[~np.isfinite(out)] = np.nan

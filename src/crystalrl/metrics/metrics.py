@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 import crystalrl.metrics.definitions  # noqa: F401  (fills the registry)
+from crystalrl.gc_pause import collector_paused
 from crystalrl.metrics.registry import REGISTRY, nan_mean
 from crystalrl.metrics.results import MetricResults
 from crystalrl.reference import Reference, get_reference
@@ -185,8 +186,9 @@ class Metrics:
         self._formulas = None
         self.results = {}
         self.timings = {k: v for k, v in self.timings.items() if k == "setup"}
-        for name in self.metrics:
-            self.get(name)
+        with collector_paused():
+            for name in self.metrics:
+                self.get(name)
         for name, spec in list(REGISTRY.items()):
             if name in self.results and spec.column:
                 self.results[f"avg_{name}"] = nan_mean(self.results[name])

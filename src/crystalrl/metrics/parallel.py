@@ -3,6 +3,12 @@
 StructureMatcher can take minutes on a pathological pair; an evaluation must count such a
 pair as a miss and move on, never hang. A timed-out item yields ``default``; its pool is
 terminated (killing the stuck worker) and a fresh pool continues with the rest.
+
+An RL run scores a batch every few seconds, so the pool outlives a call (one per worker
+count, forked on first use; starting one costs about 0.07 s in a process that holds a
+model and a reference), and items travel in chunks, a few per worker, rather than one
+message each. A chunk that takes longer than the timeout is retried item by item, so an
+item still gets ``default`` only when it alone runs over the timeout.
 """
 
 from __future__ import annotations
@@ -39,6 +45,31 @@ def _pool(num_workers: int):
             signal.signal(signal.SIGTERM, previous)
 
 
+#: Pools kept between calls, by worker count.
+_POOLS: dict[int, Any] = {}
+#: Chunks per worker: enough to even out items of unequal cost.
+CHUNKS_PER_WORKER = 4
+
+
+def _shared_pool(num_workers: int):
+    pool = _POOLS.get(num_workers)
+    if pool is None:
+        pool = _POOLS[num_workers] = _pool(num_workers)
+    return pool
+
+
+def _discard_pool(num_workers: int) -> None:
+    """Terminate a pool (and a stuck worker with it); the next call forks a fresh one."""
+    pool = _POOLS.pop(num_workers, None)
+    if pool is not None:
+        pool.terminate()
+        pool.join()
+
+
+def _run_chunk(fn: Callable[[Any], Any], items: list) -> list:
+    return [fn(x) for x in items]
+
+
 def map_with_timeout(
     fn: Callable[[Any], Any],
     items: Sequence,
@@ -61,24 +92,26 @@ def map_with_timeout(
                 progress(1)
         return out
     results: list = [default] * len(items)
-    start = 0
-    while start < len(items):
-        pool = _pool(num_workers)
-        pending = [(i, pool.apply_async(fn, (items[i],))) for i in range(start, len(items))]
-        start = len(items)
-        try:
-            for i, res in pending:
-                try:
-                    results[i] = res.get(timeout=timeout)
-                except mp.TimeoutError:
-                    results[i] = default
-                    start = i + 1  # restart the pool after the stuck item
-                    break
-                finally:
-                    if progress:
-                        progress(1)
-        finally:
-            pool.terminate()
-            pool.join()
-        # items between the stuck one and the end are resubmitted to a fresh pool
+    size = max(1, -(-len(items) // (CHUNKS_PER_WORKER * num_workers)))
+    todo = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
+    while todo:
+        pool = _shared_pool(num_workers)
+        pending = [
+            (idx, pool.apply_async(_run_chunk, (fn, [items[i] for i in idx]))) for idx in todo
+        ]
+        todo = []
+        for k, (idx, res) in enumerate(pending):
+            try:
+                for i, r in zip(idx, res.get(timeout=timeout), strict=True):
+                    results[i] = r
+            except mp.TimeoutError:
+                _discard_pool(num_workers)
+                if len(idx) > 1:  # which item is stuck: retry them one by one
+                    todo = [[i] for i in idx]
+                elif progress:
+                    progress(1)
+                todo += [rest for rest, _ in pending[k + 1 :]]  # resubmitted to a fresh pool
+                break
+            if progress:
+                progress(len(idx))
     return results

