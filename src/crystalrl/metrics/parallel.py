@@ -8,22 +8,30 @@ An RL run scores a batch every few seconds, so the pool outlives a call (one per
 count, forked on first use; starting one costs about 0.07 s in a process that holds a
 model and a reference), and items travel in chunks, a few per worker, rather than one
 message each. A chunk that takes longer than the timeout is retried item by item, so an
-item still gets ``default`` only when it alone runs over the timeout.
+item still gets ``default`` only when it alone runs over the timeout; a stuck item costs up
+to twice the timeout (its chunk, then itself), and chunks that had finished meanwhile keep
+their results. Pools belong to the process and thread that made them: a forked child or
+another thread gets its own, so one caller's timeout never kills another's work.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 
 def _default_signals() -> None:
     """Forked workers inherit the parent's SIGTERM handler; Lightning's only records the
-    signal, so ``Pool.terminate`` would wait forever for workers that never exit."""
+    signal, so ``Pool.terminate`` would wait forever for workers that never exit. They also
+    inherit a paused garbage collector (:mod:`crystalrl.gc_pause`) when forked while a batch
+    is scored, and they live for the whole run."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    gc.enable()
 
 
 def _pool(num_workers: int):
@@ -45,22 +53,26 @@ def _pool(num_workers: int):
             signal.signal(signal.SIGTERM, previous)
 
 
-#: Pools kept between calls, by worker count.
-_POOLS: dict[int, Any] = {}
+#: Pools kept between calls, by (worker count, thread).
+_POOLS: dict[tuple[int, int], Any] = {}
 #: Chunks per worker: enough to even out items of unequal cost.
 CHUNKS_PER_WORKER = 4
+# a forked child has the parent's pools without their handler threads: it makes its own
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _shared_pool(num_workers: int):
-    pool = _POOLS.get(num_workers)
+    key = num_workers, threading.get_ident()
+    pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[num_workers] = _pool(num_workers)
+        pool = _POOLS[key] = _pool(num_workers)
     return pool
 
 
 def _discard_pool(num_workers: int) -> None:
     """Terminate a pool (and a stuck worker with it); the next call forks a fresh one."""
-    pool = _POOLS.pop(num_workers, None)
+    pool = _POOLS.pop((num_workers, threading.get_ident()), None)
     if pool is not None:
         pool.terminate()
         pool.join()
@@ -68,6 +80,13 @@ def _discard_pool(num_workers: int) -> None:
 
 def _run_chunk(fn: Callable[[Any], Any], items: list) -> list:
     return [fn(x) for x in items]
+
+
+def _store(results: list, idx: list[int], values: list, progress: Callable | None) -> None:
+    for i, v in zip(idx, values, strict=True):
+        results[i] = v
+    if progress:
+        progress(len(idx))
 
 
 def map_with_timeout(
@@ -94,24 +113,32 @@ def map_with_timeout(
     results: list = [default] * len(items)
     size = max(1, -(-len(items) // (CHUNKS_PER_WORKER * num_workers)))
     todo = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
-    while todo:
-        pool = _shared_pool(num_workers)
-        pending = [
-            (idx, pool.apply_async(_run_chunk, (fn, [items[i] for i in idx]))) for idx in todo
-        ]
-        todo = []
-        for k, (idx, res) in enumerate(pending):
-            try:
-                for i, r in zip(idx, res.get(timeout=timeout), strict=True):
-                    results[i] = r
-            except mp.TimeoutError:
-                _discard_pool(num_workers)
-                if len(idx) > 1:  # which item is stuck: retry them one by one
-                    todo = [[i] for i in idx]
-                elif progress:
-                    progress(1)
-                todo += [rest for rest, _ in pending[k + 1 :]]  # resubmitted to a fresh pool
-                break
-            if progress:
-                progress(len(idx))
+    try:
+        while todo:
+            pool = _shared_pool(num_workers)
+            pending = [
+                (idx, pool.apply_async(_run_chunk, (fn, [items[i] for i in idx]))) for idx in todo
+            ]
+            todo = []
+            for k, (idx, res) in enumerate(pending):
+                try:
+                    chunk = res.get(timeout=timeout)
+                except mp.TimeoutError:
+                    if len(idx) > 1:  # which item is stuck: retry them one by one
+                        todo = [[i] for i in idx]
+                    elif progress:
+                        progress(1)
+                    for rest, later in pending[k + 1 :]:  # finished ones keep their results
+                        if later.ready() and later.successful():
+                            _store(results, rest, later.get(), progress)
+                        else:
+                            todo.append(rest)
+                    _discard_pool(num_workers)  # the rest go to a fresh pool
+                    break
+                _store(results, idx, chunk, progress)
+    except BaseException:
+        # an error (or an interrupt) leaves this call's chunks queued in the pool, ahead of
+        # the next call's: the next call gets a fresh pool
+        _discard_pool(num_workers)
+        raise
     return results
