@@ -270,7 +270,10 @@ class RLModule(L.LightningModule):
             **{f"train/{k}": float(v) for k, v in roll["metrics"].items()},
             **{f"time/{k}": v for k, v in self.timings.items()},
         }
-        # sync_dist: under DDP the logged values are the means over all processes' groups
+        # sync_dist: under DDP the logged values are the means over all processes' groups.
+        # Plain floats: Lightning puts them on the module's device, where NCCL needs them
+        # (the components' means, the update's statistics and the timings are CPU tensors)
+        log = {k: float(v) for k, v in log.items()}
         self.log_dict(log, batch_size=b, on_step=True, on_epoch=False, sync_dist=True)
         self.log("reward", rewards.mean(), prog_bar=True, batch_size=b, logger=False)
         self.log("kl", stats["kl_div"], prog_bar=True, batch_size=b, logger=False)
@@ -397,7 +400,7 @@ class RLModule(L.LightningModule):
         self.log("val/reward", roll["rewards"].mean(), prog_bar=True, batch_size=b, sync_dist=True)
         for k, v in roll["components"].items():
             value = torch.as_tensor(v, dtype=torch.float32).nanmean()
-            self.log(f"val/{k}", value, batch_size=b, sync_dist=True)
+            self.log(f"val/{k}", float(value), batch_size=b, sync_dist=True)
         for k, v in roll["metrics"].items():
             self.log(f"val/{k}", float(v), batch_size=b, sync_dist=True)
 
