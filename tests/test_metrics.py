@@ -553,3 +553,22 @@ def test_collector_paused_restores_the_callers_collector_state():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_reduced_cells_of_different_sizes_miss_without_calling_pymatgen(monkeypatch):
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.metrics.matching import fit, matcher, reduced_cell
+
+    sm = matcher()
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0] * 3, [0.5] * 3]
+    )
+    distorted = rocksalt.copy()
+    distorted.translate_sites([0], [0.1, 0.0, 0.0])  # its conventional cell is now primitive
+    a, b = reduced_cell(rocksalt, sm), reduced_cell(distorted, sm)
+    assert (len(a), len(b)) == (2, 8)
+    assert not sm.fit(a, b, skip_structure_reduction=True)  # pymatgen's answer
+    assert fit(sm, a, reduced_cell(rocksalt.copy(), sm), reduced=True)  # same size: still fitted
+    monkeypatch.setattr(type(sm), "fit", lambda *a, **k: pytest.fail("pymatgen was called"))
+    assert not fit(sm, a, b, reduced=True)

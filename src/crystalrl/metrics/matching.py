@@ -4,7 +4,8 @@
 call, and that reduction is most of a fit's time. :func:`reduced_cell` does the matcher's
 own reduction once per structure, and ``fit(..., reduced=True)`` then skips it, as
 pymatgen's ``group_structures`` does: the same comparison, the same answer, a fraction of
-the time when a structure is compared with many others.
+the time when a structure is compared with many others. Reduced cells of different sizes
+never match under the default options, and ``fit`` says so without calling pymatgen.
 """
 
 from __future__ import annotations
@@ -43,12 +44,25 @@ def fit(structure_matcher, a, b, reduced: bool = False) -> bool:
     """
     if a is None or b is None:
         return False
+    if reduced and len(a) != len(b) and not _supercell_or_subset(structure_matcher):
+        # what fit concludes too, but only after copying and rescaling both cells: most
+        # same-formula pairs of a generated batch and a reference differ in primitive size
+        return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             return bool(structure_matcher.fit(a, b, skip_structure_reduction=reduced))
         except Exception:  # a degenerate generated cell is a miss, not a crash
             return False
+
+
+def _supercell_or_subset(structure_matcher) -> bool:
+    """Whether the matcher may map a cell onto a supercell or a subset of another (then
+    cells of different sizes can match); pymatgen keeps these options private."""
+    return bool(
+        getattr(structure_matcher, "_supercell", True)
+        or getattr(structure_matcher, "_subset", True)
+    )
 
 
 def structures_match(pair: tuple, **matcher_kwargs: Any) -> bool:
