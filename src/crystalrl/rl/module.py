@@ -272,7 +272,7 @@ class RLModule(L.LightningModule):
         }
         # sync_dist: under DDP the logged values are the means over all processes' groups.
         # Plain floats: Lightning puts them on the module's device, where NCCL needs them
-        # (the components' means, the update's statistics and the timings are CPU tensors)
+        # (the components' means and the update's statistics are CPU tensors)
         log = {k: float(v) for k, v in log.items()}
         self.log_dict(log, batch_size=b, on_step=True, on_epoch=False, sync_dist=True)
         self.log("reward", rewards.mean(), prog_bar=True, batch_size=b, logger=False)
