@@ -240,8 +240,13 @@ def print_summary(summary: dict, title: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
+    from crystalrl.checks import check_evaluate_config
     from crystalrl.metrics.structures_io import read_structure_input
+    from crystalrl.output_paths import writable_file
 
+    check_evaluate_config(cfg)  # numbers and the output path before any work
+    if cfg.output_file:
+        writable_file(cfg.output_file, "output_file")
     start = time.perf_counter()
     inputs = read_structure_input(cfg.structure_path, cfg.num_structures)
     structures, names = inputs.structures, inputs.names

@@ -1,6 +1,6 @@
 """Plot a run's logged metrics: reward, KL and reward components against step.
 
-``python -m crystalrl.plot RUN_DIR [--output reward.png] [--metrics train/reward ...]``
+``python -m crystalrl.plot RUN_DIR [--output reward.png] [--title TITLE]``
 
 RUN_DIR is a run folder (``logs/train_rl/<run_name>``); every CSV log version in it is
 read, so a run that was stopped and resumed plots as one curve.

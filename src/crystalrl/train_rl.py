@@ -36,12 +36,25 @@ On the command line a list works as it is: {REWARD_COMPONENTS}='[{{_target_: ...
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train_rl")
 def train(cfg: DictConfig) -> dict:
+    from crystalrl.early_stop import stops_cleanly
+
+    with stops_cleanly(cfg.paths.output_dir):
+        return run(cfg)
+
+
+def run(cfg: DictConfig) -> dict:
+    """The run, its numbers and training set checked before any model is loaded."""
+    from crystalrl.checks import check_rl_config
     from crystalrl.ldm.export import export_ldm
     from crystalrl.training import fit, setup_run
 
+    check_rl_config(cfg)
     setup_run(cfg)
     # RLModule.train keeps the LDM in eval mode on purpose (see there)
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # RLModule steps its optimizer itself, so a checkpoint holds the state after a step,
+    # which is what resuming needs; Lightning's 12-line example says how to save the other
+    warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
     datamodule = hydra.utils.instantiate(cfg.data)
     module = hydra.utils.instantiate(cfg.rl_module, _convert_="all")
     result = fit(cfg, module, datamodule, export=export_ldm)

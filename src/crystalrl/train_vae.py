@@ -13,6 +13,14 @@ from crystalrl.config import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train_vae")
 def main(cfg: DictConfig) -> dict:
+    from crystalrl.early_stop import stops_cleanly
+
+    with stops_cleanly(cfg.paths.output_dir):
+        return run(cfg)
+
+
+def run(cfg: DictConfig) -> dict:
+    """The run; a user error before training leaves no empty run folder."""
     from crystalrl.training import export_checkpoint, fit, instantiate_stage, setup_run
 
     setup_run(cfg)

@@ -212,6 +212,8 @@ def export_checkpoint(src: str, dst: str, half: bool = True, extra: dict | None 
         for k, v in ckpt["state_dict"].items()
     }
     out = {"state_dict": state, "hyper_parameters": dict(ckpt.get("hyper_parameters", {}))}
+    if "global_step" in ckpt:  # which step of a run this is, to tell a stale export
+        out["global_step"] = int(ckpt["global_step"])
     out.update(extra or {})
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, dst)
@@ -230,12 +232,51 @@ def _instantiate_list(cfg: DictConfig | None) -> list:
 
 
 def setup_run(cfg: DictConfig) -> None:
-    """Seed, threads and float precision for a reproducible CPU run."""
+    """Seed, threads and float precision for a reproducible CPU run; the training set is
+    looked for first, so a missing one stops the command before any model is loaded."""
+    from crystalrl.data.parse import find_split_file
+
+    data_dir = OmegaConf.select(cfg, "data.data_dir")
+    if data_dir is not None:
+        find_split_file(data_dir, "train", key="data.data_dir")
+    log_once()
     L.seed_everything(cfg.get("seed", 0), workers=True)
     threads = cfg.get("num_threads")
     if threads:
         torch.set_num_threads(int(threads))
     torch.set_float32_matmul_precision("medium")
+
+
+def log_once() -> None:
+    """Print Lightning's messages once. ``import lightning`` gives its package logger a
+    console handler of its own and lets it propagate too, so under Hydra (whose root
+    handler prints and writes the run's log file) every line appeared twice."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return
+    package = logging.getLogger("lightning")
+    for handler in list(package.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            package.removeHandler(handler)
+
+
+def reward_trend(metrics_csv: Path, key: str = "train/reward") -> str:
+    """``"0.0412 -> 0.0530 (steps 0-12)"`` from a run's CSV metrics; empty without them."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(metrics_csv)
+    except (OSError, ValueError):
+        return ""
+    if key not in frame or "step" not in frame:
+        return ""
+    rows = frame[["step", key]].dropna()
+    if rows.empty:
+        return ""
+    first, last = rows.iloc[0], rows.iloc[-1]
+    return f"{first[key]:.4g} -> {last[key]:.4g} (steps {int(first['step'])}-{int(last['step'])})"
 
 
 def creatable_parent(path: str | Path, key: str) -> Path:
@@ -273,47 +314,92 @@ def fit(
 ) -> dict:
     """Train with the configured trainer, callbacks and loggers; resume from ``last.ckpt``.
 
+    The final step is always saved to ``last.ckpt``, whatever the checkpoint interval: a
+    run of 13 steps checkpointed every 10 keeps steps 11-13. A first Ctrl-C (or SIGTERM)
+    stops after the current step and saves it too (:mod:`crystalrl.interrupt`); the
+    command then exits with 130 (143) and does not export.
+
     With ``export``, the best checkpoint (else the last) is then written to
     ``cfg.export_path`` by ``export(src, dst)``, when that key is set."""
+    from crystalrl.interrupt import EXIT_STATUS, StopOnSignal
+
     if export is not None and cfg.get("export_path"):
         creatable_parent(cfg.export_path, "export_path")
     out_dir = Path(cfg.paths.output_dir)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = resume_path(cfg, last)
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=False)
+    stopper = StopOnSignal(last)
     callbacks = _instantiate_list(cfg.get("callbacks"))
     loggers = _instantiate_list(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is not None and str(ckpt_path) not in LIGHTNING_CKPT_NAMES:
-        from crystalrl.hub import resolve_checkpoint
-
-        ckpt_path = resolve_checkpoint(ckpt_path, "ckpt_path")
-    last = out_dir / "checkpoints" / "last.ckpt"
-    if ckpt_path is None and cfg.get("resume", True) and last.is_file():
-        ckpt_path = str(last)
-        log.info("resuming from %s", last)
-        print(f"Resuming from {last}")
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=[*callbacks, stopper], logger=loggers
+    )
     start = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:
+        if stopper.stopped_by == "SIGTERM":  # saved by the callback at a step boundary
+            raise SystemExit(EXIT_STATUS["SIGTERM"]) from None
+        raise
+    finally:
+        stopper.restore()
     elapsed = time.time() - start
     best = next((c.best_model_path for c in callbacks if hasattr(c, "best_model_path")), "")
-    # a run shorter than the checkpoint interval and the first validation has written
-    # nothing yet: save its state, so it resumes and exports like any other
-    if trainer.strategy.broadcast(not best and not last.is_file()):
-        trainer.save_checkpoint(last)
+    # the last step is saved whatever the checkpoint interval (the interval's own last.ckpt
+    # may be up to an interval behind, and a run shorter than it has written none)
+    trainer.save_checkpoint(last)
     result = {
         "best_ckpt": best,
         "last_ckpt": str(last),
         "fit_seconds": elapsed,
+        "global_step": int(trainer.global_step),
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
+    if stopper.stopped_by:
+        if trainer.is_global_zero:
+            print(
+                f"Stopped by {stopper.stopped_by} at step {trainer.global_step}: saved {last}; "
+                "rerun the same command to resume"
+                + (" (nothing exported)" if export is not None and cfg.get("export_path") else "")
+            )
+        raise SystemExit(EXIT_STATUS[stopper.stopped_by])
     if not trainer.is_global_zero:  # under DDP one process reports and exports
         return result
-    print(f"Best checkpoint: {best or last}")
+    print(f"Last checkpoint: {last} (step {trainer.global_step})")
+    if best:
+        print(f"Best checkpoint: {best}")
     if export is not None and cfg.get("export_path"):
         src = best or str(last)
         export(src, cfg.export_path)
         result["export_path"] = str(cfg.export_path)
         print(f"Exported {src} -> {cfg.export_path}")
+    for lg in trainer.loggers:
+        if isinstance(lg, L.pytorch.loggers.CSVLogger):
+            lg.save()  # written every flush_logs_every_n_steps; the tail of the run too
+            csv = Path(lg.log_dir) / "metrics.csv"
+            print(f"Metrics: {csv}")
+            if trend := reward_trend(csv):
+                print(f"train/reward: {trend}")
     return result
+
+
+def resume_path(cfg: DictConfig, last: Path) -> str | None:
+    """The checkpoint to start from: ``ckpt_path`` when given, else the run's own
+    ``last.ckpt`` (unless ``resume=false``), checked to have been trained under this
+    command's settings (:func:`crystalrl.resume_check.check_resume`)."""
+    from crystalrl.resume_check import check_resume
+
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and str(ckpt_path) not in LIGHTNING_CKPT_NAMES:
+        from crystalrl.hub import resolve_checkpoint
+
+        return resolve_checkpoint(ckpt_path, "ckpt_path")
+    resume = cfg.get("resume", True)
+    if ckpt_path is None and resume and str(resume).lower() != "false" and last.is_file():
+        check_resume(cfg, last.parent.parent, last)
+        log.info("resuming from %s", last)
+        print(f"Resuming from {last}")
+        return str(last)
+    return ckpt_path

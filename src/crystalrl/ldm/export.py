@@ -45,7 +45,10 @@ def export_ldm(
             v = ema[k[len("denoiser.") :]]
         out[k] = v.half() if half and v.is_floating_point() and v.dim() > 0 else v
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": out, "hyper_parameters": hparams}, dst)
+    record = {"state_dict": out, "hyper_parameters": hparams}
+    if "global_step" in ckpt:  # which step of a run this is, to tell a stale export
+        record["global_step"] = int(ckpt["global_step"])
+    torch.save(record, dst)
     return dst
 
 

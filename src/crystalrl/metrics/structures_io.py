@@ -70,6 +70,41 @@ def _detail(exc: BaseException) -> str:
     return text[:160]
 
 
+#: Cells with a smaller volume (Å³) are degenerate: metrics that invert or take roots of
+#: the lattice fail on them, and no real crystal has one.
+MIN_CELL_VOLUME = 1e-3
+
+
+def malformed(structure) -> str:
+    """Why ``structure`` cannot be evaluated (``""`` when it can): a lattice or coordinate
+    that is not finite, or a (near-)zero or negative cell volume. pymatgen reads such
+    cells without complaint, and one of them used to crash a whole evaluation (a NaN
+    lattice in the diversity metrics) or pass as valid, unique and novel."""
+    import numpy as np
+
+    try:
+        matrix = np.asarray(structure.lattice.matrix, dtype=float)
+        coords = np.asarray(structure.frac_coords, dtype=float)
+    except Exception as exc:
+        return f"degenerate lattice: {_detail(exc)}"
+    if not np.isfinite(matrix).all():
+        return "degenerate lattice: a lattice vector is not finite"
+    if not np.isfinite(coords).all():
+        return "degenerate lattice: a coordinate is not finite"
+    volume = float(np.linalg.det(matrix))
+    if not volume > MIN_CELL_VOLUME:
+        return f"degenerate lattice: volume {volume:.3g} Å³"
+    return ""
+
+
+def _checked(read: tuple[object, str]) -> tuple[object, str]:
+    structure, reason = read
+    if structure is None:
+        return read
+    reason = malformed(structure)
+    return (None, reason) if reason else (structure, "")
+
+
 def _from_cif(text: object) -> tuple[object, str]:
     """(structure, "") or (None, reason). Any error pymatgen's CIF parser raises means an
     unparseable entry: that parser raises many types, and every one is reported."""
@@ -101,6 +136,40 @@ def _from_dict(d) -> tuple[object, str]:
         return None, f"unreadable structure dict: {_detail(exc)}"
 
 
+#: What ``crystalrl.sample`` writes (see :mod:`crystalrl.output_paths`).
+SAMPLES = "samples.json.gz"
+PARTIAL_SAMPLES = "samples.partial.jsonl"
+
+
+def _sample_record(folder: Path) -> Path:
+    """The file to read for a folder: the sampler's record when there is one (it keeps
+    failed decodes as ``null``, the CIFs do not, and rates must count them), the
+    finished batches of an interrupted sample run (with a warning), else the folder."""
+    if (folder / SAMPLES).is_file():
+        return folder / SAMPLES
+    if (folder / PARTIAL_SAMPLES).is_file():
+        warnings.warn(
+            f"{folder}: the sample run that wrote it did not finish (no {SAMPLES}); "
+            f"reading the structures of its finished batches from {PARTIAL_SAMPLES}",
+            stacklevel=3,
+        )
+        return folder / PARTIAL_SAMPLES
+    return folder
+
+
+def _warn_unread_cifs(record: Path, decoded: int) -> None:
+    """CIFs beside a sampler's record are not read; say so when they are not the record's
+    own (another number of them: files of another run, or added by hand)."""
+    cifs = len(list(record.parent.glob("*.cif")))
+    if cifs and cifs != decoded:
+        warnings.warn(
+            f"{record.parent}: reading {record.name} ({decoded} decoded structures); the "
+            f"{cifs} .cif files beside it are not its own and are not read (give a folder "
+            "with only CIFs to evaluate those)",
+            stacklevel=3,
+        )
+
+
 def read_structure_input(
     path: str | os.PathLike, limit: int | None = None, key: str = "structure_path"
 ) -> StructureInput:
@@ -114,11 +183,12 @@ def read_structure_input(
     Errors about the input as a whole name ``key``, the config key it came from.
     """
     given = path
+    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+        raise ValueError(f"num_structures={limit!r}: expected an integer ≥ 1, or null (all)")
     path = Path(path).expanduser()
-    if path.is_dir() and (path / "samples.json.gz").is_file():
-        # the sampler's own record keeps failed decodes (as None), the CIFs do not: rates
-        # must count them
-        path = path / "samples.json.gz"
+    from_folder = path.is_dir()
+    if from_folder:
+        path = _sample_record(path)
     if path.is_dir():
         files = sorted(path.glob("*.cif"), key=lambda p: _natural_key(p.name))
         if not files:
@@ -134,6 +204,12 @@ def read_structure_input(
             f"{key}={str(given)!r}: no such file or folder ({path.absolute()}); "
             f"expected {ACCEPTED_INPUTS}"
         )
+    elif path.name == PARTIAL_SAMPLES:
+        with open(path) as fh:
+            data = [json.loads(line) for line in fh if line.strip()]
+        data = data[:limit] if limit else data
+        read = [_from_dict(d) for d in data]
+        names = [str(i) for i in range(len(data))]
     elif path.name.lower().endswith((".json", ".json.gz")):
         opener = gzip.open if path.name.lower().endswith(".gz") else open
         with opener(path, "rt") as fh:
@@ -148,7 +224,10 @@ def read_structure_input(
     elif path.name.lower().endswith((".csv", ".csv.gz")):
         import pandas as pd
 
-        frame = pd.read_csv(path, nrows=limit)
+        try:
+            frame = pd.read_csv(path, nrows=limit)
+        except (ValueError, UnicodeDecodeError) as exc:  # empty (EmptyDataError), not a CSV
+            raise ValueError(f"{key}={str(given)!r}: cannot read {path} as CSV ({exc})") from exc
         if "cif" not in frame.columns:
             raise ValueError(
                 f"{key}={str(given)!r} has no 'cif' column (columns: {', '.join(frame.columns)})"
@@ -163,6 +242,9 @@ def read_structure_input(
         raise ValueError(
             f"{key}={str(given)!r}: cannot read structures from it; expected {ACCEPTED_INPUTS}"
         )
+    if from_folder and path.is_file() and not limit:
+        _warn_unread_cifs(path, sum(s is not None for s, _ in read))
+    read = [_checked(r) for r in read]
     result = StructureInput([s for s, _ in read], names, [r for _, r in read])
     if message := result.summary():
         warnings.warn(f"{path}: {message}", stacklevel=2)

@@ -21,6 +21,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from crystalrl.checks import raise_problems, rl_problems
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import gaussian_kl, gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
@@ -87,13 +88,8 @@ class RLModule(L.LightningModule):
         self.rl = _with_defaults("rl_configs", rl_configs, DEFAULT_RL_CONFIGS)
         self.sampling = _with_defaults("sampling_configs", sampling_configs, DEFAULT_SAMPLING)
         self.rl["policy_precision"] = str(self.rl["policy_precision"])
-        if self.rl["policy_precision"] not in POLICY_PRECISIONS:
-            raise ValueError(
-                f"rl_configs.policy_precision={self.rl['policy_precision']!r}; "
-                f"use one of {sorted(POLICY_PRECISIONS)}"
-            )
-        if int(self.rl["update_step_batch"]) < 0:
-            raise ValueError("rl_configs.update_step_batch must be >= 0 (0: all steps at once)")
+        # before the checkpoints load: a bad number fails in a second, naming its key
+        raise_problems(rl_problems(self.rl, self.sampling), "RLModule")
         self.ldm = load_ldm(ldm_ckpt_path, key="rl_module.ldm_ckpt_path")
         if vae_ckpt_path:
             vae = load_vae(vae_ckpt_path, key="rl_module.vae_ckpt_path")
@@ -204,6 +200,8 @@ class RLModule(L.LightningModule):
         t_roll = time.perf_counter()
         structures = crystals.to_structures()
         t_dec = time.perf_counter()
+        if hasattr(self.reward_fn, "group_size"):  # guards that count repeats within a group
+            self.reward_fn.group_size = group_size
         out = RewardOutput.of(self.reward_fn(structures))
         t_rew = time.perf_counter()
         self.timings = {
