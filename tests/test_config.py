@@ -107,6 +107,9 @@ LIST_FORM = (
 )
 
 
+GUARDS = "rl_module.reward_fn.guards"
+
+
 def _reward(overrides: list[str]):
     from hydra.utils import instantiate
 
@@ -127,6 +130,24 @@ def test_paper_and_cpu_dng_compose_the_same_reward(monkeypatch, tmp_path):
     assert list(paper.components) == names
     assert paper.components.energy.max_e_above_hull == 1
     assert OmegaConf.to_container(cpu) == OmegaConf.to_container(paper)
+
+
+def test_guards_are_switched_as_a_group_and_one_by_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    assert _reward(["experiment=mp_20/rl_dng"]).guards == {}
+    guarded = _reward(["experiment=mp_20/rl_dng_guarded_cpu"])
+    assert list(guarded.guards) == [
+        "single_element", "deep_below_hull", "hull_support", "cell_sanity",
+        "composition_occurrence",
+    ]  # fmt: skip
+    # the same reward as rl_dng_cpu, only guarded
+    plain = _compose("train_rl", ["experiment=mp_20/rl_dng_cpu"]).rl_module.reward_fn
+    assert guarded.names == list(plain.components)
+    group = "reward_guards@rl_module.reward_fn.guards=all"
+    fewer = _reward(["experiment=mp_20/rl_dng", group, f"{GUARDS}.cell_sanity=null"])
+    assert "cell_sanity" not in fewer.guards and len(fewer.guards) == 4
+    looser = _reward(["experiment=mp_20/rl_dng", group, f"{GUARDS}.hull_support.min_support=3"])
+    assert looser.guards["hull_support"].min_support == 3
 
 
 def test_one_component_is_changed_or_dropped_by_name_on_the_command_line(monkeypatch, tmp_path):

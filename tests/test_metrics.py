@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pymatgen.core import Composition
 
 from crystalrl.reference import Reference
 
 ROOT = Path(__file__).resolve().parents[1]
 EMT = {"_target_": "ase.calculators.emt.EMT"}
-HULL = {"relax_steps": 20}  # as the emt_reference fixture builds it
+HULL = {"kind": "potential", "relax_steps": 20}  # as the emt_reference fixture builds it
 
 
 def displaced(structure, distance: float, seed: int = 0):
@@ -120,7 +121,7 @@ def test_shipped_chgnet_table_is_reused_and_matches_chgnet(datasets, tmp_path, m
 
     frame = pd.read_csv(datasets / "mp_20" / "val.csv.gz", nrows=3)
     frame.to_csv(tmp_path / "val.csv", index=False)
-    shipped = EnergyTable.load(ROOT / "reference" / "mp_20_chgnet.npz")
+    shipped = EnergyTable.load(ROOT / "reference" / "mp_chgnet.npz")
     lookup = dict(zip(shipped.material_id, shipped.energy_per_atom, strict=True))
     expected = np.array([lookup[m] for m in frame["material_id"]])
 
@@ -181,7 +182,7 @@ def test_potential_config_group_switches_the_energy_model():
     # CHGNet stays the default, under the key the shipped energy table was made with
     default = make_energy_model(_compose_evaluate([]).potential)  # built lazily: no weights read
     assert isinstance(default, CHGNetEnergy) and default._model is None
-    assert default.key == EnergyTable.load(ROOT / "reference" / "mp_20_chgnet.npz").potential
+    assert default.key == EnergyTable.load(ROOT / "reference" / "mp_chgnet.npz").potential
     assert default.key == make_energy_model(None).key
 
 
@@ -336,6 +337,7 @@ def test_evaluate_command_json(emt_reference, emt_dataset, tiny_vae_path, tmp_pa
         f"vae_ckpt_path={tiny_vae_path}",
         "potential=emt",
         f"hull.relax_steps={HULL['relax_steps']}",
+        f"hull.kind={HULL['kind']}",
         "num_workers=2",
         f"paths.log_dir={tmp_path / 'logs'}",
         "--json",
@@ -356,6 +358,38 @@ def test_evaluate_command_json(emt_reference, emt_dataset, tiny_vae_path, tmp_pa
     frame = pd.read_csv(out_csv)
     assert len(frame) == n and {"name", "novel", "e_above_hull", "MSUN"} <= set(frame.columns)
     assert {"shortest_distance", "contact_ratio", "physical"} <= set(frame.columns)
+    # the hull's support of every structure, and MSUN restricted to supported systems
+    assert {"hull_support", "is_supported", "MSUN_supported", "MSUN_credible"} <= set(frame)
+    assert (frame["hull_support"] >= 0).all()
+    assert (frame["MSUN_supported"] <= frame["MSUN"]).all()
+    assert summary["avg_MSUN_supported"] <= summary["avg_MSUN"]
+    # the signs of reward hacking: reference crystals are the reference's own density
+    assert summary["num_distinct_formulas"] == frame["formula"].nunique()
+    assert summary["avg_is_single_element"] == pytest.approx(
+        np.mean([len(Composition(f)) == 1 for f in frame["formula"]])
+    )
+    assert 0.5 < summary["density_vs_reference"] < 2.0
+
+
+def test_metric_values_of_hacking_signs_on_known_cells(emt_reference):
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.metrics.metrics import Metrics
+
+    cu = Structure(
+        Lattice.cubic(3.6), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    )
+    cuau = Structure(Lattice.cubic(3.0), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    m = Metrics(
+        ["is_single_element", "num_distinct_formulas", "num_distinct_systems", "hull_support"],
+        reference=emt_reference,
+    )
+    r = m.compute([cu, cuau, cuau.copy(), None])
+    assert list(r["is_single_element"]) == [True, False, False, False]
+    assert r["num_distinct_formulas"] == 2 and r["num_distinct_systems"] == 2
+    # Cu alone holds no compound; Cu-Au holds every Cu-Au compound of the reference
+    cuau_rows = sum(set(c) == {"Cu", "Au"} for c in emt_reference.element_counts())
+    assert list(r["hull_support"]) == [0, cuau_rows, cuau_rows, 0] and cuau_rows > 0
 
 
 def test_evaluate_without_a_vae_skips_diversity(emt_reference, emt_val):

@@ -18,7 +18,7 @@ from crystalrl.config import CONFIG_DIR
 from crystalrl.potentials import mean_displacement, relax
 
 EMT = {"_target_": "ase.calculators.emt.EMT"}
-HULL = {"relax_steps": 20}  # as the emt_reference fixture builds it
+HULL = {"kind": "potential", "relax_steps": 20}  # as the emt_reference fixture builds it
 A_CU = 3.61  # Å, near EMT's Cu lattice constant (3.59)
 
 
@@ -142,6 +142,7 @@ def test_evaluate_relax_true_reports_relaxed_figures(emt_reference, emt_dataset,
             "vae_ckpt_path=null",
             "potential=emt",
             f"hull.relax_steps={HULL['relax_steps']}",
+            f"hull.kind={HULL['kind']}",
             "num_workers=1",
             "relax=true",
             "relax_options.fmax=0.02",

@@ -1,6 +1,6 @@
 """Build (or check) the cached reference data: energies, convex hull, VAE features.
 
-``python -m crystalrl.build_reference reference_dataset=mp-20 [--json]``. Every part is
+``python -m crystalrl.build_reference [reference_dataset=mp-20+mp-bandgap] [--json]``. Every part is
 cached under ``$CRYSTALRL_CACHE_DIR/reference`` keyed by the content of its inputs;
 running the command again only reports what is there. Energies are reused from the
 tables shipped in ``reference/`` when they match, so a fresh checkout skips the potential.
@@ -44,11 +44,15 @@ def build(
         hull=hull,
         progress=progress,
     )
-    out: dict[str, Any] = {"reference_dataset": reference_dataset, "folder": str(ref.dataset_dir)}
+    out: dict[str, Any] = {
+        "reference_dataset": reference_dataset,
+        "folders": [str(f) for f in ref.dataset_dirs],
+    }
     t = time.perf_counter()
     out["num_structures"] = len(ref)
     out["num_formulas"] = len(ref.by_formula)
-    out["structures_seconds"] = round(time.perf_counter() - t, 2)
+    out["num_duplicates_dropped"] = ref.num_duplicates
+    out["structures_seconds"] = round(time.perf_counter() - t, 2)  # parsing and de-duplication
     t = time.perf_counter()
     MatcherCells(ref)
     out["matcher_cells_seconds"] = round(time.perf_counter() - t, 2)
@@ -64,9 +68,13 @@ def build(
     t = time.perf_counter()
     h = ref.hull
     out["hull_seconds"] = round(time.perf_counter() - t, 2)
+    out["hull_kind"] = "dft" if h.chemical_potentials is not None else "potential"
     out["num_stable_entries"] = len(h.stable_entries)
+    out["num_dft_labels"] = int(np.isfinite(ref.dft_formation_energies).sum())
     out["elemental_prototypes"] = {
-        el: name for el, (_, name) in sorted(h.elemental.items()) if name != "reference"
+        el: name
+        for el, (_, name) in sorted(h.elemental.items())
+        if name not in ("reference", "dft")
     }
 
     if vae is not None:

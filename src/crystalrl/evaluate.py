@@ -32,7 +32,10 @@ SUMMARY_ROWS = (
     ("avg_is_metastable", "metastable (E_hull ≤ threshold)"),
     ("avg_is_stable", "stable (E_hull ≤ 0)"),
     ("avg_MSUN", "MSUN"),
+    ("avg_MSUN_supported", "MSUN in supported systems (≥ min_hull_support compounds)"),
+    ("avg_MSUN_credible", "credible MSUN (supported, ≥ 2 elements, E_hull ≥ -0.1)"),
     ("avg_SUN", "SUN"),
+    ("avg_is_supported", "in supported chemical systems"),
     ("avg_physical", "contact-physical (contact ratio ≥ 0.7)"),
     ("median_shortest_distance", "median shortest distance (Å)"),
     ("median_contact_ratio", "median contact ratio"),
@@ -42,6 +45,12 @@ SUMMARY_ROWS = (
     ("composition_diversity", "composition diversity"),
     ("avg_e_above_hull", "mean E_hull (eV/atom)"),
     ("avg_atomic_density", "mean atomic density (atoms/Å³)"),
+    # signs of reward hacking
+    ("avg_is_single_element", "single-element cells"),
+    ("avg_MSUN_deep_below_hull", "MSUN hits below -0.2 eV/atom"),
+    ("num_distinct_formulas", "distinct formulas"),
+    ("num_distinct_systems", "distinct chemical systems"),
+    ("density_vs_reference", "atomic density / reference's"),
 )
 #: What ``relax=true`` adds below the side-by-side rows: (key, label).
 RELAX_ROWS = (
@@ -102,6 +111,7 @@ def evaluate_structures(
     potential: Any = None,
     hull: dict | None = None,
     metastable_threshold: float = 0.1,
+    min_hull_support: int | None = None,
     match_timeout: float = 30.0,
     num_workers: int | None = None,
     data_dir: str | None = None,
@@ -131,6 +141,7 @@ def evaluate_structures(
         vae=vae,
         potential=potential,
         metastable_threshold=metastable_threshold,
+        **({} if min_hull_support is None else {"min_hull_support": int(min_hull_support)}),
         match_timeout=match_timeout,
         num_workers=num_workers,
         progress=progress,
@@ -193,6 +204,29 @@ def add_relaxed(frame, summary: dict, m: Any, options: dict, progress: bool = Tr
     summary.update({f"relaxed_{k}": v for k, v in relaxation_summary(results).items()})
 
 
+def warn_unsupported(frame, min_hull_support: int) -> None:
+    """Name the chemical systems whose E_hull the reference barely supports: a hit there may
+    be a known compound the reference lacks rather than a discovery."""
+    if "hull_support" not in frame:
+        return
+    low = frame[frame["valid"] & (frame["hull_support"] < min_hull_support)]
+    if not len(low):
+        return
+    from pymatgen.core import Composition
+
+    systems = low["formula"].map(lambda f: "-".join(sorted(str(e) for e in Composition(f))))
+    counts = systems.value_counts()
+    support = dict(zip(systems, low["hull_support"], strict=True))
+    top = ", ".join(f"{s} ({support[s]} compounds, {n}×)" for s, n in counts.head(5).items())
+    log.warning(
+        "%d structures lie in chemical systems with fewer than %d reference compounds "
+        "(min_hull_support); their E_hull is weakly supported. Most frequent: %s",
+        len(low),
+        min_hull_support,
+        top,
+    )
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -204,6 +238,8 @@ def _format_value(key: str, v: Any) -> str:
         return "n/a"
     if key.startswith("avg_") and key not in ("avg_e_above_hull", "avg_atomic_density"):
         return f"{100 * v:.1f} %"
+    if key.startswith("num_"):
+        return f"{v:.0f}"
     return f"{v:.4f}"
 
 
@@ -262,6 +298,7 @@ def main(cfg: DictConfig) -> dict:
         potential=potential,
         hull=OmegaConf.to_container(cfg.hull, resolve=True),
         metastable_threshold=cfg.metastable_threshold,
+        min_hull_support=cfg.min_hull_support,
         match_timeout=cfg.match_timeout,
         num_workers=cfg.num_workers,
         data_dir=cfg.paths.data_dir,
@@ -269,6 +306,7 @@ def main(cfg: DictConfig) -> dict:
         progress=not json_output(),
     )
     frame = m.to_dataframe()
+    warn_unsupported(frame, m.min_hull_support)
     frame.insert(0, "name", names)
     frame.insert(1, "skip_reason", inputs.reasons)  # why an input is None ("" if read)
     summary: dict[str, Any] = m.summary()

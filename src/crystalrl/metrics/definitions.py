@@ -10,6 +10,7 @@ E_hull, and count in the denominators of every rate.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,16 @@ from crystalrl.metrics.registry import nan_median, register_metric
 
 if TYPE_CHECKING:
     from crystalrl.metrics.metrics import Metrics
+
+log = logging.getLogger("crystalrl")
+#: E_hull (eV/atom) below which an MSUN hit is not credible: further below a DFT-anchored
+#: hull than CHGNet's formation-energy error on left-out reference crystals allows
+#: (``benchmarks/hull_accuracy.py``), as OMatGRPO treats E_hull < -0.1 as an error.
+CREDIBLE_MIN_E_ABOVE_HULL = -0.1
+#: E_hull (eV/atom) below which an MSUN hit is counted as a sign of reward hacking.
+DEEP_BELOW_HULL = -0.2
+#: Element sets already warned about (an RL run would repeat the warning every step).
+_WARNED: set[tuple[str, ...]] = set()
 
 
 @register_metric("unique")
@@ -61,12 +72,55 @@ def _energy(m: Metrics) -> np.ndarray:
 
 
 @register_metric(
-    "e_above_hull", needs=("energy",), uses=("hull",), implies=("is_metastable", "is_stable")
+    "e_above_hull",
+    needs=("energy",),
+    uses=("hull",),
+    implies=("is_metastable", "is_stable", "hull_support"),
 )
 def _e_above_hull(m: Metrics) -> np.ndarray:
     hull = m.reference.hull
     comps = [None if s is None else s.composition for s in m.structures]
+    missing = hull.missing_elements(comps)
+    if missing and tuple(missing) not in _WARNED:
+        _WARNED.add(tuple(missing))
+        log.warning(
+            "no compound of reference %s contains %s: E_hull of structures with them is NaN "
+            "(counted as failed)",
+            m.reference.name,
+            ", ".join(missing),
+        )
     return hull.e_above_hull_many(comps, m.results["energy"])
+
+
+@register_metric("hull_support", uses=("hull",))
+def _hull_support(m: Metrics) -> np.ndarray:
+    """Reference compounds in each structure's chemical system and its subsystems: how much
+    the hull knows where the structure lies (:class:`crystalrl.reference.hull.ReferenceHull`)."""
+    comps = [None if s is None else s.composition for s in m.structures]
+    return m.reference.hull.support_many(comps)
+
+
+@register_metric("is_supported", needs=("hull_support",))
+def _is_supported(m: Metrics) -> np.ndarray:
+    return np.asarray(m.results["hull_support"]) >= m.min_hull_support
+
+
+@register_metric("MSUN_supported", needs=("MSUN", "is_supported"))
+def _msun_supported(m: Metrics) -> np.ndarray:
+    """MSUN hits in chemical systems the hull knows (≥ ``min_hull_support`` compounds)."""
+    return m.results["MSUN"] & m.results["is_supported"]
+
+
+@register_metric("MSUN_credible", needs=("MSUN_supported", "e_above_hull"))
+def _msun_credible(m: Metrics) -> np.ndarray:
+    """MSUN hits a materials scientist would look at twice: in a supported system, with
+    two or more elements (a one-element cell repacks a known element), and not deeper
+    below the hull than the potential's and the reference's errors allow."""
+    e = np.asarray(m.results["e_above_hull"], dtype=np.float64)
+    multi = np.array([s is not None and len(s.composition.elements) > 1 for s in m.structures])
+    with np.errstate(invalid="ignore"):
+        plausible = e >= CREDIBLE_MIN_E_ABOVE_HULL
+    return m.results["MSUN_supported"] & multi & plausible
 
 
 @register_metric("is_metastable", needs=("e_above_hull",))
@@ -93,6 +147,49 @@ def _msun(m: Metrics) -> np.ndarray:
 def _sun(m: Metrics) -> np.ndarray:
     r = m.results
     return r["unique"] & r["novel"] & r["is_stable"]
+
+
+# ---------------------------------------------------------------- signs of reward hacking
+# A policy that games its reward leaves marks a materials scientist checks first: cells of
+# one element (repacked known elements), hits far below the hull (the potential or the
+# reference is wrong there), chemistry that narrows to a few systems, cells that inflate.
+
+
+@register_metric("is_single_element")
+def _is_single_element(m: Metrics) -> np.ndarray:
+    return np.array(
+        [s is not None and len(s.composition.elements) == 1 for s in m.structures], dtype=bool
+    )
+
+
+@register_metric("MSUN_deep_below_hull", needs=("MSUN", "e_above_hull"))
+def _msun_deep_below_hull(m: Metrics) -> np.ndarray:
+    """MSUN hits more than DEEP_BELOW_HULL eV/atom below the hull: errors, not discoveries."""
+    e = np.asarray(m.results["e_above_hull"], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return m.results["MSUN"] & (e < DEEP_BELOW_HULL)
+
+
+@register_metric("num_distinct_formulas", column=False)
+def _num_distinct_formulas(m: Metrics) -> float:
+    return float(len({f for f in m.formulas if f}))
+
+
+@register_metric("num_distinct_systems", column=False)
+def _num_distinct_systems(m: Metrics) -> float:
+    return float(
+        len({frozenset(map(str, s.composition.elements)) for s in m.structures if s is not None})
+    )
+
+
+@register_metric(
+    "density_vs_reference", needs=("atomic_density",), uses=("structures",), column=False
+)
+def _density_vs_reference(m: Metrics) -> float:
+    """Mean atomic density over the reference's: below 1, the cells inflate."""
+    from crystalrl.metrics.registry import nan_mean
+
+    return nan_mean(m.results["atomic_density"]) / m.reference.mean_atomic_density
 
 
 @register_metric("composition_validity")

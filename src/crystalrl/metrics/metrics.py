@@ -23,6 +23,8 @@ from crystalrl.gc_pause import collector_paused
 from crystalrl.metrics.registry import REGISTRY, nan_mean
 from crystalrl.metrics.results import MetricResults
 from crystalrl.reference import Reference, get_reference
+from crystalrl.reference.datasets import DEFAULT_REFERENCE
+from crystalrl.reference.hull import MIN_HULL_SUPPORT
 
 if TYPE_CHECKING:
     from crystalrl.metrics.matcher_cells import MatcherCells
@@ -49,11 +51,12 @@ class Metrics:
     def __init__(
         self,
         metrics: Sequence[str] | None = None,
-        reference: Reference | str | None = "mp-20",
+        reference: Reference | str | None = DEFAULT_REFERENCE,
         vae: Any = None,
         potential: Any = None,
         metastable_threshold: float = 0.1,
         stable_tolerance: float = 1e-5,
+        min_hull_support: int = MIN_HULL_SUPPORT,
         match_timeout: float = 30.0,
         num_workers: int | None = None,
         progress: bool = False,
@@ -72,6 +75,9 @@ class Metrics:
         self.vae = vae
         self.metastable_threshold = metastable_threshold
         self.stable_tolerance = stable_tolerance
+        if not (isinstance(min_hull_support, int) and min_hull_support >= 0):
+            raise ValueError(f"min_hull_support must be an integer >= 0, got {min_hull_support!r}")
+        self.min_hull_support = min_hull_support
         self.match_timeout = match_timeout
         self.num_workers = num_workers
         self.progress = progress
@@ -96,6 +102,9 @@ class Metrics:
             out.append("MSUN")
         if {"unique", "novel", "is_stable"} <= set(out) and "SUN" not in out:
             out.append("SUN")
+        if {"MSUN", "hull_support"} <= set(out):
+            extra = ("is_supported", "MSUN_supported", "MSUN_credible", "MSUN_deep_below_hull")
+            out += [n for n in extra if n not in out]
         return out
 
     # ------------------------------------------------------------------ setup
@@ -231,7 +240,12 @@ class Metrics:
             formulas=tuple(self.formulas),
             reference=ref,
             reference_features=self.reference_features() if features else None,
-            averages={k: float(v) for k, v in self.results.items() if k.startswith("avg_")},
+            averages={
+                k: float(v)
+                for k, v in self.results.items()
+                if k.startswith("avg_")
+                or (k in REGISTRY and not REGISTRY[k].column and isinstance(v, int | float))
+            },
         )
 
     # ------------------------------------------------------------------ output

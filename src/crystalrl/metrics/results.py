@@ -39,6 +39,13 @@ class MetricResults:
     shortest_distance: np.ndarray | None = None
     contact_ratio: np.ndarray | None = None
     physical: np.ndarray | None = None
+    #: Reference compounds in each structure's chemical system (subsystems included).
+    hull_support: np.ndarray | None = None
+    is_supported: np.ndarray | None = None
+    MSUN_supported: np.ndarray | None = None
+    MSUN_credible: np.ndarray | None = None
+    MSUN_deep_below_hull: np.ndarray | None = None
+    is_single_element: np.ndarray | None = None
     #: VAE features of the valid structures (rows follow the valid ones, in order).
     features: Mapping[str, torch.Tensor] | None = None
     #: Reduced formula of each structure (``None`` for failed ones).

@@ -37,7 +37,11 @@ from crystalrl.reference.cache import (
     save_pickle,
     weights_key,
 )
-from crystalrl.reference.datasets import ReferenceDatasetError, resolve_reference_dir
+from crystalrl.reference.datasets import (
+    DEFAULT_REFERENCE,
+    ReferenceDatasetError,
+    resolve_reference_dirs,
+)
 from crystalrl.reference.energy_table import SHIPPED_DIR, EnergyTable, reusable_energies
 from crystalrl.reference.progress import progress_bar
 
@@ -50,6 +54,8 @@ REFERENCE_VERSION = 1
 #: What unpickling a cache written by another pymatgen (a class moved or changed) or a
 #: truncated file raises: the cache is rebuilt.
 STALE_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError)
+#: The dataset column of DFT formation energies (MP-20's labelled rows, the band-gap set).
+DFT_FORMATION_ENERGY = "formation_energy_per_atom"
 #: Reference cells are read without an atom limit: a reference must hold every row.
 NO_ATOM_LIMIT = 10_000
 
@@ -59,7 +65,7 @@ class Reference:
 
     def __init__(
         self,
-        dataset: str | os.PathLike = "mp-20",
+        dataset: str | os.PathLike = DEFAULT_REFERENCE,
         data_dir: str | None = None,
         splits: tuple[str, ...] | None = None,
         potential: Any = None,
@@ -69,19 +75,26 @@ class Reference:
         use_shipped: bool = True,
     ):
         self.name = str(dataset)
-        self.dataset_dir = resolve_reference_dir(dataset, data_dir)
+        self.dataset_dirs = resolve_reference_dirs(dataset, data_dir)
+        union = len(self.dataset_dirs) > 1
+        #: split label ("train", or "mp_20/train" in a union) -> file
         self.split_files: dict[str, Path] = {}
-        for split in splits or SPLITS:
-            try:
-                self.split_files[split] = find_split_file(self.dataset_dir, split)
-            except ValueError:
-                if splits:  # asked for explicitly: must exist
-                    raise
-        if not self.split_files:
-            raise ReferenceDatasetError(
-                f"reference_dataset={self.name!r}: no train/val/test .csv(.gz) files in "
-                f"{self.dataset_dir}"
-            )
+        for folder in self.dataset_dirs:
+            found = 0
+            for split in splits or SPLITS:
+                try:
+                    path = find_split_file(folder, split)
+                except ValueError:
+                    if splits:  # asked for explicitly: must exist
+                        raise
+                    continue
+                self.split_files[f"{folder.name}/{split}" if union else split] = path
+                found += 1
+            if not found:
+                raise ReferenceDatasetError(
+                    f"reference_dataset={self.name!r}: no train/val/test .csv(.gz) files in "
+                    f"{folder}"
+                )
         self.cache_dir = cache_root(cache_dir)
         self._potential_spec = potential
         self.hull_options = dict(hull or {})
@@ -89,6 +102,11 @@ class Reference:
         self.use_shipped = use_shipped
         self.timings: dict[str, float] = {}
         self._structure_memo: dict[int, Any] = {}
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The folder of a single-dataset reference (the first one of a union)."""
+        return self.dataset_dirs[0]
 
     def __repr__(self) -> str:
         return f"Reference({self.name!r}, splits={list(self.split_files)})"
@@ -107,19 +125,103 @@ class Reference:
     def cache_file(self, kind: str, *extra: Any, suffix: str = ".npz") -> Path:
         """Where a part derived from this reference is cached: its kind, this reference's
         content key and ``extra`` inputs (a potential, a version) make the name."""
-        stem = Path(self.dataset_dir).name
+        stem = "+".join(folder.name for folder in self.dataset_dirs)
         key = digest(self.key, *extra) if extra else self.key
         return self.cache_dir / f"{stem}-{kind}-{key}{suffix}"
 
     # ------------------------------------------------------------------ structures
     @cached_property
-    def parsed(self) -> dict[str, ParsedSplit]:
+    def _all_parsed(self) -> dict[str, ParsedSplit]:
+        """Every row of every split file, duplicates across a union's datasets included."""
         from crystalrl.data.parse import read_split
 
         return {
             split: read_split(path, max_atoms=NO_ATOM_LIMIT, niggli=True)
             for split, path in self.split_files.items()
         }
+
+    @cached_property
+    def _dedup(self) -> dict[str, np.ndarray]:
+        """``duplicate_of`` (over all rows: the earlier row a row repeats, or -1) and the
+        DFT formation energy of every row with duplicates' labels carried over; cached."""
+        import pymatgen.core
+        from pymatgen.core import Composition
+
+        from crystalrl.reference.dedup import DEDUP_VERSION, duplicates_of_earlier, fill_labels
+
+        parts = self._all_parsed
+        labels = np.concatenate(
+            [
+                p.properties.get(DFT_FORMATION_ENERGY, np.full(len(p), np.nan))
+                for p in parts.values()
+            ]
+        )
+        if len(self.dataset_dirs) == 1:
+            return {"duplicate_of": np.full(len(labels), -1), "dft_formation": labels}
+        cache = self.cache_file("dedup", DEDUP_VERSION, pymatgen.core.__version__)
+        if cache.is_file():
+            return load_npz(cache)
+        start = time.perf_counter()
+        names = [folder.name for folder in self.dataset_dirs]
+        dataset = np.concatenate(
+            [np.full(len(p), names.index(label.split("/")[0])) for label, p in parts.items()]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            formulas = np.array(
+                [Composition(c).reduced_formula for c in _element_counts(parts.values())]
+            )
+        ids = np.concatenate([p.material_ids.astype(str) for p in parts.values()])
+        locate = [(label, j) for label, p in parts.items() for j in range(len(p))]
+
+        def structure(i: int):
+            label, j = locate[i]
+            return parts[label].to_structures([j])[0]
+
+        duplicate_of = duplicates_of_earlier(dataset, ids, formulas, structure)
+        out = {"duplicate_of": duplicate_of, "dft_formation": fill_labels(labels, duplicate_of)}
+        self.timings["dedup"] = time.perf_counter() - start
+        log.info(
+            "reference %s: %d of %d rows repeat an earlier dataset's material and are dropped",
+            self.name,
+            int((duplicate_of >= 0).sum()),
+            len(duplicate_of),
+        )
+        save_npz(cache, out)
+        return out
+
+    @cached_property
+    def parsed(self) -> dict[str, ParsedSplit]:
+        """The reference's structures by split, each material once (see
+        :mod:`crystalrl.reference.dedup`)."""
+        parts = self._all_parsed
+        if len(self.dataset_dirs) == 1:
+            return parts
+        keep = self._dedup["duplicate_of"] < 0
+        out, start = {}, 0
+        for label, part in parts.items():
+            out[label] = part.subset(np.flatnonzero(keep[start : start + len(part)]))
+            start += len(part)
+        return out
+
+    @property
+    def num_duplicates(self) -> int:
+        """Rows of a union's later datasets dropped as materials an earlier one holds."""
+        return int((self._dedup["duplicate_of"] >= 0).sum())
+
+    @property
+    def dft_formation_energies(self) -> np.ndarray:
+        """DFT formation energy per atom (eV/atom) of every reference structure where the
+        dataset gives one (NaN otherwise): MP-20's labelled rows, the band-gap set."""
+        return self._dedup["dft_formation"][self._dedup["duplicate_of"] < 0]
+
+    @property
+    def datasets(self) -> np.ndarray:
+        """The dataset folder name of every reference structure."""
+        split = self._flat["split"]
+        if len(self.dataset_dirs) == 1:
+            return np.full(len(split), self.dataset_dirs[0].name)
+        return np.array([s.split("/")[0] for s in split])
 
     @cached_property
     def _flat(self) -> dict[str, np.ndarray]:
@@ -186,21 +288,26 @@ class Reference:
     def structures_with_formula(self, formula: str) -> list:
         return self.structures(self.by_formula.get(formula, []))
 
+    @cached_property
+    def mean_atomic_density(self) -> float:
+        """Mean atoms per Å³ of the reference cells: what a generated set's density is
+        compared with (a policy that inflates its cells drifts below it)."""
+        volumes = []
+        for part in self.parsed.values():
+            a, b, c = part.lengths.T
+            cos = np.cos(np.radians(part.angles))
+            volumes.append(
+                a
+                * b
+                * c
+                * np.sqrt(1 - (cos**2).sum(axis=1) + 2 * cos[:, 0] * cos[:, 1] * cos[:, 2])
+            )
+        num_atoms = np.concatenate([p.num_atoms for p in self.parsed.values()])
+        return float(np.mean(num_atoms / np.concatenate(volumes)))
+
     def element_counts(self) -> list[dict[str, int]]:
         """Element counts of every cell (not reduced): hull entries need total energies."""
-        from pymatgen.core import Element
-
-        symbols: dict[int, str] = {}
-        out = []
-        for part in self.parsed.values():
-            offsets = part.offsets
-            for i in range(len(part)):
-                counts = Counter(int(z) for z in part.atom_types[offsets[i] : offsets[i + 1]])
-                for z in counts:
-                    if z not in symbols:
-                        symbols[z] = Element.from_Z(z).symbol
-                out.append({symbols[z]: n for z, n in counts.items()})
-        return out
+        return _element_counts(self.parsed.values())
 
     # ------------------------------------------------------------------ energies
     @cached_property
@@ -278,14 +385,28 @@ class Reference:
     @cached_property
     def hull(self) -> ReferenceHull:
         """The convex hull of the reference energies (:class:`ReferenceHull`), cached."""
-        from crystalrl.reference.hull import HULL_DEFAULTS, HULL_VERSION, ReferenceHull
+        from crystalrl.reference.hull import HULL_DEFAULTS, HULL_KINDS, HULL_VERSION, ReferenceHull
 
         unknown = set(self.hull_options) - set(HULL_DEFAULTS)
         if unknown:
-            raise ReferenceDatasetError(f"unknown hull option(s) {sorted(unknown)}")
+            raise ReferenceDatasetError(
+                f"unknown hull option(s) {sorted(unknown)}; known: {sorted(HULL_DEFAULTS)}"
+            )
         options = {**HULL_DEFAULTS, **self.hull_options}
+        kind = options.pop("kind")
+        if kind not in HULL_KINDS:
+            raise ReferenceDatasetError(
+                f"hull.kind={kind!r}: expected one of {', '.join(HULL_KINDS)}"
+            )
+        if kind == "dft":
+            options = {}  # no prototypes: each element sits at zero formation energy
         cache = self.cache_file(
-            "hull", self.energy_model.key, HULL_VERSION, sorted(options.items()), suffix=".pkl"
+            "hull",
+            self.energy_model.key,
+            HULL_VERSION,
+            kind,
+            sorted(options.items()),
+            suffix=".pkl",
         )
         if cache.is_file():
             try:
@@ -294,9 +415,25 @@ class Reference:
                 log.warning("could not read %s (%s); rebuilding the hull", cache, exc)
         energies = self.energies
         start = time.perf_counter()
-        hull = ReferenceHull.build(
-            self.element_counts(), energies, self.energy_model, progress=self.progress, **options
-        )
+        if kind == "dft":
+            labels = self.dft_formation_energies
+            if not np.isfinite(labels).any():
+                raise ReferenceDatasetError(
+                    f"hull.kind=dft: reference {self.name!r} has no DFT formation energies "
+                    f"(column {DFT_FORMATION_ENERGY!r}); use hull.kind=potential or a "
+                    "reference with them (mp-20, mp-bandgap)"
+                )
+            hull = ReferenceHull.build_dft_anchored(
+                self.element_counts(), energies, labels, progress=self.progress
+            )
+        else:
+            hull = ReferenceHull.build(
+                self.element_counts(),
+                energies,
+                self.energy_model,
+                progress=self.progress,
+                **options,
+            )
         self.timings["hull"] = time.perf_counter() - start
         save_pickle(cache, hull)
         return hull
@@ -329,11 +466,28 @@ class Reference:
         return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
+def _element_counts(parts: Any) -> list[dict[str, int]]:
+    """Element counts of every cell of the parsed splits, in order."""
+    from pymatgen.core import Element
+
+    symbols: dict[int, str] = {}
+    out = []
+    for part in parts:
+        offsets = part.offsets
+        for i in range(len(part)):
+            counts = Counter(int(z) for z in part.atom_types[offsets[i] : offsets[i + 1]])
+            for z in counts:
+                if z not in symbols:
+                    symbols[z] = Element.from_Z(z).symbol
+            out.append({symbols[z]: n for z, n in counts.items()})
+    return out
+
+
 _REFERENCES: dict[tuple, Reference] = {}
 
 
 def get_reference(
-    dataset: str | os.PathLike = "mp-20", potential: Any = None, **kwargs: Any
+    dataset: str | os.PathLike = DEFAULT_REFERENCE, potential: Any = None, **kwargs: Any
 ) -> Reference:
     """A shared :class:`Reference` per (dataset, potential, options): loaded data is reused
     by every metric and reward in the process."""

@@ -18,12 +18,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from crystalrl.gc_pause import collector_paused
 from crystalrl.metrics.results import MetricResults
+from crystalrl.reference.datasets import DEFAULT_REFERENCE
 from crystalrl.rewards.components import RewardComponent
+from crystalrl.rewards.guards import RewardGuard, apply_guards
 from crystalrl.rewards.normalize import check_normalize_fn
+
+#: Signs of reward hacking computed beside every reward and logged with it
+#: (``train/avg_is_single_element``, ``val/num_distinct_formulas``, ...).
+WATCH_METRICS = (
+    "is_single_element",
+    "num_distinct_formulas",
+    "num_distinct_systems",
+    "atomic_density",
+    "density_vs_reference",
+)
 
 
 class RewardError(ValueError):
@@ -145,13 +158,20 @@ class ReinforceReward:
         components: Mapping[str, Any] | Sequence[Any],
         normalize_fn: str | None = "std",
         eps: float = 1e-4,
-        reference_dataset: str | None = "mp-20",
+        reference_dataset: str | None = DEFAULT_REFERENCE,
         potential: Any = None,
         match_timeout: float = 30.0,
         num_workers: int | None = None,
         reference_options: dict | None = None,
+        guards: Mapping[str, Any] | None = None,
+        watch_metrics: Sequence[str] | None = WATCH_METRICS,
     ):
         self.components, self.names = _named_components(components)
+        self.guards = _named_guards(guards)
+        #: metrics computed beside the reward only to be logged (signs of reward hacking)
+        self.watch_metrics = tuple(watch_metrics or ())
+        #: size of the groups the batch is made of (set by the RL stage before each call)
+        self.group_size: int | None = None
         if not self.components:
             raise RewardError("a reward needs at least one component")
         self.normalize_fn = check_normalize_fn(normalize_fn)
@@ -172,7 +192,19 @@ class ReinforceReward:
 
     @property
     def required_metrics(self) -> list[str]:
-        return list(dict.fromkeys(m for c in self.components for m in c.required_metrics))
+        parts = [*self.components, *self.guards.values()]
+        return list(dict.fromkeys(m for c in parts for m in c.required_metrics))
+
+    def _metrics_to_compute(self) -> list[str]:
+        """What the components and guards read, and the watched signs of hacking that the
+        loaded reference parts allow (a custom reward without a reference loads none)."""
+        needed = self.required_metrics
+        watch = [m for m in self.watch_metrics if not _needs_reference(m)]
+        if self.reference_dataset is not None and needed:
+            watch = list(self.watch_metrics)
+            if "e_above_hull" in needed:
+                watch.append("is_supported")
+        return list(dict.fromkeys(needed + watch))
 
     def setup(self, vae: Any = None, device: str | torch.device = "cpu") -> ReinforceReward:
         """Load the reference parts the components' metrics use, and each component's own
@@ -181,7 +213,7 @@ class ReinforceReward:
 
         self.vae = vae if vae is not None else self.vae
         self.device = device
-        needed = self.required_metrics
+        needed = self._metrics_to_compute()
         if needed:
             self.metrics = Metrics(
                 needed,
@@ -244,7 +276,43 @@ class ReinforceReward:
         if torch.isnan(total).any():  # only reachable through inf − inf
             bad = [n for n, c in weighted_out.items() if not torch.isfinite(c).all()]
             raise RewardError(f"NaN total reward from component(s) {', '.join(bad) or '?'}")
+        if self.guards:
+            keep = np.ones(len(structures))
+            for name, guard in self.guards.items():
+                factor = np.clip(guard.keep(structures, results, self.group_size), 0.0, 1.0)
+                averages[f"guarded_{name}"] = float(np.mean(factor < 1)) if len(factor) else 0.0
+                keep = keep * factor
+            total = torch.as_tensor(apply_guards(total.numpy(), keep), dtype=torch.float32)
         return RewardOutput(total, raw_out, weighted_out, averages, timings)
+
+
+def _named_guards(guards: Mapping[str, Any] | None) -> dict[str, RewardGuard]:
+    """The guards by name (a ``None`` entry switches one off), instantiated from configs."""
+    if guards is None:
+        return {}
+    if not isinstance(guards, Mapping):
+        raise RewardError(f"reward guards must be a mapping of name to guard, got {guards!r}")
+    out = {}
+    for name, guard in guards.items():
+        if guard is None:
+            continue
+        if hasattr(guard, "get") and guard.get("_target_"):
+            from hydra.utils import instantiate
+
+            guard = instantiate(guard)
+        if not isinstance(guard, RewardGuard):
+            raise RewardError(
+                f"reward guard {name!r} must be a RewardGuard (crystalrl.rewards.guards), "
+                f"got {guard!r}"
+            )
+        out[str(name)] = guard
+    return out
+
+
+def _needs_reference(metric: str) -> bool:
+    from crystalrl.metrics.registry import REGISTRY
+
+    return metric in ("density_vs_reference",) or bool(REGISTRY[metric].uses)
 
 
 def _named_components(
