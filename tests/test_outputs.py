@@ -241,3 +241,37 @@ def test_an_empty_csv_is_refused_naming_the_key_and_the_file(tmp_path):
     empty.write_text("")
     with pytest.raises(ValueError, match=r"structure_path=.*empty\.csv.*as CSV"):
         read_structure_input(empty)
+
+
+def test_sample_writes_marks_and_refuses_to_mix_runs(tiny_vae_ckpt, tmp_path, hydra_compose):
+    import torch
+
+    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.module import LDMModule
+    from crystalrl.sample import run
+
+    torch.manual_seed(0)
+    ldm = LDMModule(
+        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
+    )
+    raw = tmp_path / "ldm.ckpt"
+    torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": dict(ldm.hparams)}, raw)
+    path = export_ldm(str(raw), str(tmp_path / "ldm_small.ckpt"), half=False)
+    out = tmp_path / "samples"
+    args = [
+        f"ldm_ckpt_path={path}",
+        "num_samples=3",
+        "batch_size=2",
+        "sampling_steps=2",
+        f"output_dir={out}",
+        "num_atoms=4",
+    ]
+    run(hydra_compose("sample", args))
+    record = json.loads((out / COMPLETE_MARKER).read_text())
+    assert record["num_samples"] == 3 and record["sampling_steps"] == 2
+    assert (out / SAMPLES).is_file() and not (out / PARTIAL_SAMPLES).exists()
+    with pytest.raises(OutputPathError, match="overwrite=true"):
+        run(hydra_compose("sample", args))
+    run(hydra_compose("sample", [*args, "num_samples=1", "overwrite=true"]))
+    assert json.loads((out / COMPLETE_MARKER).read_text())["num_samples"] == 1
+    assert len(list(out.glob("*.cif"))) <= 1
