@@ -13,7 +13,8 @@ formation energies. Prints one JSON line: the default hull's ``n``, ``mae``,
 product puts below -0.2 eV/atom while DFT does not), the same by support bin (how many
 reference compounds lie in a crystal's chemical system), and with ``--candidates`` every
 candidate hull: the potential's self-consistent hull and the DFT-anchored one, each on
-MP-20 alone and on the union.
+MP-20 alone and on the union, the hybrid (each reference compound at the lower of its DFT
+and CHGNet formation energies) likewise.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from crystalrl.reference import Reference
 from crystalrl.reference.datasets import DEFAULT_REFERENCE
-from crystalrl.reference.hull import HULL_DEFAULTS, ReferenceHull
+from crystalrl.reference.hull import HULL_DEFAULTS, HULL_KINDS, ReferenceHull
 
 #: DFT labels outside this range (eV/atom) are data errors, not truths to score against.
 PLAUSIBLE_FORMATION = (-5.0, 5.0)
@@ -65,6 +66,9 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", action="store_true", help="score every candidate hull")
+    parser.add_argument(
+        "--kinds", nargs="+", default=list(HULL_KINDS), help="hull kinds of --candidates"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
@@ -97,17 +101,23 @@ def main() -> None:
     )
     truth = truth_hull.e_above_hull_many(comps, labels[left])
 
-    kinds = {"dft": "dft", "potential": "potential"}
     default = HULL_DEFAULTS["kind"]
     candidates = [(default, "union")]
     if args.candidates:
-        candidates = [(k, scope) for k in kinds for scope in ("mp_20", "union")]
+        candidates += [
+            (k, scope)
+            for k in args.kinds
+            for scope in ("mp_20", "union")
+            if (k, scope) not in candidates
+        ]
     results = {}
     for kind, scope in candidates:
         rows = rest if scope == "union" else rest[datasets[rest] == "mp_20"]
         start = time.perf_counter()
-        if kind == "dft":
-            hull = ReferenceHull.build_dft_anchored(pick(rows), energies[rows], labels[rows])
+        if kind in ("dft", "hybrid"):
+            hull = ReferenceHull.build_dft_anchored(
+                pick(rows), energies[rows], labels[rows], lower_envelope=kind == "hybrid"
+            )
         else:
             hull = ReferenceHull.build(
                 pick(rows),

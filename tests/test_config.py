@@ -8,6 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from crystalrl.config import CONFIG_DIR
+from crystalrl.reference.datasets import DEFAULT_REFERENCE
 
 
 @pytest.fixture(autouse=True)
@@ -179,7 +180,18 @@ def test_the_seeds_list_form_on_the_command_line_replaces_the_components(monkeyp
     energy, custom = reward.components
     assert isinstance(energy, EnergyReward) and isinstance(custom, CustomReward)
     assert (energy.weight, energy.cap) == (2.0, 3.0)
-    assert reward.normalize_fn == "std" and reward.reference_dataset == "mp-20"
+    assert reward.normalize_fn == "std" and reward.reference_dataset == DEFAULT_REFERENCE
+
+
+def test_every_config_defaults_to_the_one_default_reference():
+    """The default reference is written in the configs too; they must agree with the code."""
+    for name in (
+        "evaluate.yaml",
+        "build_reference.yaml",
+        "reward_fn/dng.yaml",
+        "reward_fn/band_gap.yaml",
+    ):
+        assert OmegaConf.load(Path(CONFIG_DIR) / name).reference_dataset == DEFAULT_REFERENCE, name
 
 
 def test_a_yaml_list_over_the_composed_mapping_is_explained(monkeypatch, tmp_path):

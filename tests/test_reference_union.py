@@ -125,6 +125,26 @@ def test_dft_anchored_hull_places_potential_energies_on_dft_formation_energies()
     assert hull.missing_elements([Composition("CsCl"), None, nacl]) == ["Cs"]
 
 
+def test_hybrid_hull_never_puts_a_reference_compound_below_it():
+    counts, energies, labels = synthetic()
+    kcl = list(ROWS).index("KCl")
+    energies = energies.copy()
+    energies[kcl] -= 0.15  # the potential overbinds KCl by 0.15 eV/atom
+    dft = ReferenceHull.build_dft_anchored(counts, energies, labels)
+    hybrid = ReferenceHull.build_dft_anchored(counts, energies, labels, lower_envelope=True)
+    comps = [Composition(c) for c in counts]
+    # mu barely moves (one row of eight is off); against DFT's KCl the overbound one is deep
+    assert dft.e_above_hull(comps[kcl], energies[kcl]) < -0.1
+    e_hybrid = hybrid.e_above_hull_many(comps, energies)
+    assert np.nanmin(e_hybrid) > -1e-9
+    # a new composition is still measured against DFT where DFT is lower
+    nacl = Composition("NaCl")
+    e_nacl = -2.0 + 0.5 * MU["Na"] + 0.5 * MU["Cl"]
+    assert hybrid.e_above_hull(nacl, e_nacl + 0.05) == pytest.approx(
+        dft.e_above_hull(nacl, e_nacl + 0.05), abs=0.02
+    )
+
+
 def test_support_counts_compounds_of_a_system_and_its_subsystems():
     counts, energies, labels = synthetic()
     hull = ReferenceHull.build(counts, energies)

@@ -35,6 +35,7 @@ def build(
     """Build every part of a reference; returns counts and the seconds each part took."""
     from crystalrl.metrics.matcher_cells import MatcherCells
     from crystalrl.reference import Reference
+    from crystalrl.reference.hull import HULL_DEFAULTS
 
     ref = Reference(
         reference_dataset,
@@ -68,7 +69,7 @@ def build(
     t = time.perf_counter()
     h = ref.hull
     out["hull_seconds"] = round(time.perf_counter() - t, 2)
-    out["hull_kind"] = "dft" if h.chemical_potentials is not None else "potential"
+    out["hull_kind"] = {**HULL_DEFAULTS, **(hull or {})}["kind"]
     out["num_stable_entries"] = len(h.stable_entries)
     out["num_dft_labels"] = int(np.isfinite(ref.dft_formation_energies).sum())
     out["elemental_prototypes"] = {

@@ -398,7 +398,7 @@ class Reference:
             raise ReferenceDatasetError(
                 f"hull.kind={kind!r}: expected one of {', '.join(HULL_KINDS)}"
             )
-        if kind == "dft":
+        if kind in ("dft", "hybrid"):
             options = {}  # no prototypes: each element sits at zero formation energy
         cache = self.cache_file(
             "hull",
@@ -415,16 +415,20 @@ class Reference:
                 log.warning("could not read %s (%s); rebuilding the hull", cache, exc)
         energies = self.energies
         start = time.perf_counter()
-        if kind == "dft":
+        if kind in ("dft", "hybrid"):
             labels = self.dft_formation_energies
             if not np.isfinite(labels).any():
                 raise ReferenceDatasetError(
-                    f"hull.kind=dft: reference {self.name!r} has no DFT formation energies "
+                    f"hull.kind={kind}: reference {self.name!r} has no DFT formation energies "
                     f"(column {DFT_FORMATION_ENERGY!r}); use hull.kind=potential or a "
                     "reference with them (mp-20, mp-bandgap)"
                 )
             hull = ReferenceHull.build_dft_anchored(
-                self.element_counts(), energies, labels, progress=self.progress
+                self.element_counts(),
+                energies,
+                labels,
+                progress=self.progress,
+                lower_envelope=kind == "hybrid",
             )
         else:
             hull = ReferenceHull.build(
