@@ -94,3 +94,80 @@ def test_the_experiment_alone_keeps_its_reward(monkeypatch, tmp_path):
     custom = cfg.rl_module.reward_fn.components.custom
     assert custom.fn == "crystalrl.rewards.functions.valid_atomic_density"
     assert custom.normalize_fn is None and list(cfg.rl_module.reward_fn.components) == ["custom"]
+
+
+def test_the_recipe_with_a_class_given_by_its_dotted_path(user_reward):
+    """A class named by path is instantiated without arguments (its defaults)."""
+    fn = "rl_module.reward_fn.components.small_cells.fn"
+    _, out = _reward(user_reward, f"{fn}=my_rewards.DensityAbove")
+    assert out.components["small_cells"].tolist() == [0.0, 1.0]
+
+
+def test_the_experiments_custom_entry_takes_a_class_by_path_too(user_reward):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "train_rl",
+            [
+                "experiment=rl_custom_reward",
+                "rl_module.reward_fn.components.custom.fn=my_rewards.DensityAbove",
+            ],
+        )
+    from crystalrl.checks import check_rl_config
+
+    check_rl_config(cfg)  # accepted before any work
+    reward = instantiate(cfg.rl_module.reward_fn, _convert_="all")
+    assert reward.components[0].fn.threshold == 0.05
+
+
+NEEDS_ARGS = """
+class Above:
+    def __init__(self, threshold):
+        self.threshold = threshold
+
+    def __call__(self, structures):
+        return [1.0 for _ in structures]
+
+NOT_CALLABLE = 3
+"""
+
+
+@pytest.mark.parametrize(
+    ("fn", "says"),
+    [
+        ("my_rewards.Above", "cannot be built without arguments"),
+        ("my_rewards.NOT_CALLABLE", "is not callable"),
+        ("my_rewards.missing", "has no attribute 'missing'"),
+        ("not_a_module_anywhere.fn", "no module 'not_a_module_anywhere'"),
+    ],
+)
+def test_a_custom_fn_that_cannot_work_is_refused_naming_the_key(user_reward, fn, says):
+    from crystalrl.checks import SettingError, check_rl_config
+
+    (user_reward.parent / "my_rewards.py").write_text(MY_REWARDS + NEEDS_ARGS)
+    key = "rl_module.reward_fn.components.small_cells.fn"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "train_rl",
+            [
+                "experiment=rl_custom_reward",
+                "reward_fn@rl_module.reward_fn=small_cells",
+                f"hydra.searchpath=[file://{user_reward}]",
+                f"{key}={fn}",
+            ],
+        )
+    with pytest.raises(SettingError) as err:
+        check_rl_config(cfg)
+    message = str(err.value)
+    assert message.startswith(f"{key}") and says in message
+    if "argument" in says:  # the fix for a class with arguments
+        assert "{_target_: my_rewards.Above, ARG: VALUE}" in message
+    else:
+        assert "my_rewards.DensityAbove" in message  # the accepted forms
+
+
+def test_a_custom_reward_built_alone_names_its_key():
+    from crystalrl.checks import SettingError
+    from crystalrl.rewards.components import CustomReward
+
+    with pytest.raises(SettingError, match=r"components\.dense\.fn=3 is not callable"):
+        CustomReward(fn=3, name="dense")

@@ -275,3 +275,35 @@ def test_sample_writes_marks_and_refuses_to_mix_runs(tiny_vae_ckpt, tmp_path, hy
     run(hydra_compose("sample", [*args, "num_samples=1", "overwrite=true"]))
     assert json.loads((out / COMPLETE_MARKER).read_text())["num_samples"] == 1
     assert len(list(out.glob("*.cif"))) <= 1
+
+
+def test_evaluate_stops_before_loading_a_model_without_datasets(tmp_path, monkeypatch):
+    """No CRYSTALRL_DATA_DIR and no ./data: one line naming the variable and the folder
+    looked in, before the VAE (a path that would fail to load) or any structure is read."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CRYSTALRL_DATA_DIR"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crystalrl.evaluate",
+            f"structure_path={tmp_path / 'missing'}",  # would fail if it were read
+            "vae_ckpt_path=/nowhere/vae.ckpt",  # would fail if it were loaded
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "run_name=r",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: reference_dataset='mp-20+mp-bandgap'"), lines
+    assert "CRYSTALRL_DATA_DIR is now unset" in lines[-1]
+    assert f"looked in {tmp_path / 'data'}" in lines[-1]
+    assert "Traceback" not in done.stderr and "vae.ckpt" not in done.stderr
+    assert not (tmp_path / "logs" / "evaluate" / "r").exists()  # no empty run folder

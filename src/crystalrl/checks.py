@@ -162,6 +162,7 @@ def check_rl_config(cfg: Mapping[str, Any]) -> None:
         problems.append(
             number_problem("trainer.max_steps", trainer.get("max_steps"), integer=True, low=1)
         )
+    problems += custom_reward_problems((module.get("reward_fn") or {}).get("components"))
     raise_problems(problems, "train_rl")
     rows = int(float(data.get("batch_size") or 1)) * int(float(rl["num_group_samples"]))
     if int(float(rl["num_inner_batch"])) > rows:
@@ -170,6 +171,33 @@ def check_rl_config(cfg: Mapping[str, Any]) -> None:
             f"integer in [1, {rows}] (data.batch_size × num_group_samples trajectories per "
             "step are split into this many chunks)"
         )
+
+
+def custom_reward_problems(components: Any) -> list[str | None]:
+    """Problems of each custom reward's ``fn``, under the key the user wrote it at.
+
+    The component itself only learns its name after it is built, so its own error could
+    name the wrong key; here each entry of the mapping is judged under its own name."""
+    from crystalrl.rewards.user_function import component_key, resolve_reward_function
+
+    if isinstance(components, Mapping):
+        named = [(str(k), c) for k, c in components.items()]
+    elif isinstance(components, Iterable) and not isinstance(components, str | bytes):
+        named = [(str(i), c) for i, c in enumerate(components)]
+    else:
+        return []
+    out: list[str | None] = []
+    for name, component in named:
+        if not isinstance(component, Mapping):
+            continue
+        target = str(component.get("_target_") or "")
+        if target.rpartition(".")[2] != "CustomReward" or isinstance(component.get("fn"), Mapping):
+            continue  # a node is built (and checked) by Hydra with its arguments
+        try:
+            resolve_reward_function(component.get("fn"), component_key(name))
+        except SettingError as exc:
+            out.append(str(exc))
+    return out
 
 
 # ---------------------------------------------------------------------- sample, evaluate

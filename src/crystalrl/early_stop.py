@@ -32,6 +32,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         UnreadableCheckpointError,
     )
     from crystalrl.output_paths import OutputPathError
+    from crystalrl.reference.datasets import ReferenceDatasetError
     from crystalrl.resume_check import ResumeSettingsError
 
     return (
@@ -42,6 +43,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         UnreadableCheckpointError,
         ResumeSettingsError,
         OutputPathError,
+        ReferenceDatasetError,
     )
 
 
@@ -94,3 +96,22 @@ def user_error(exc: BaseException) -> BaseException | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def reference_found(
+    reference: str, data_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None
+) -> list[Path]:
+    """The folders of ``reference``, or the one-message exit of :func:`stops_cleanly` when
+    one is missing. Called before any model loads: the reference was otherwise looked for
+    only once the VAE and the structures were loaded, and failed in a long traceback."""
+    from crystalrl.reference.datasets import ReferenceDatasetError, resolve_reference_dirs
+
+    with stops_cleanly(run_dir):
+        try:
+            return resolve_reference_dirs(reference, data_dir)
+        except ReferenceDatasetError as exc:
+            where = Path(data_dir or "data").absolute()
+            setting = os.environ.get("CRYSTALRL_DATA_DIR", "unset")
+            raise ReferenceDatasetError(
+                f"{exc} (looked in {where}; CRYSTALRL_DATA_DIR is now {setting})"
+            ) from exc

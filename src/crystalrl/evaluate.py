@@ -281,6 +281,10 @@ def main(cfg: DictConfig) -> dict:
     from crystalrl.output_paths import writable_file
 
     check_evaluate_config(cfg)  # numbers and the output path before any work
+    if cfg.reference_dataset:  # a missing dataset stops here, before any model loads
+        from crystalrl.early_stop import reference_found
+
+        reference_found(str(cfg.reference_dataset), cfg.paths.data_dir, cfg.paths.output_dir)
     if cfg.output_file:
         writable_file(cfg.output_file, "output_file")
     start = time.perf_counter()

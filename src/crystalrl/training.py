@@ -189,9 +189,12 @@ def load_module(
 
     ``path`` may be a registry name; ``key`` is the config key it came from, which errors
     name (see :func:`crystalrl.hub.resolve_checkpoint`)."""
+    from crystalrl.checkpoint_kind import KIND_OF_CLASS, check_kind
     from crystalrl.hub import load_checkpoint
 
     ckpt = load_checkpoint(path, key, map_location)
+    if cls.__name__ in KIND_OF_CLASS:  # another stage's file fails here, not in cls(**hparams)
+        check_kind(ckpt, (KIND_OF_CLASS[cls.__name__],), path, key)
     hparams = drop_retired(
         ckpt.get("hyper_parameters", {}), getattr(cls, "RETIRED_HPARAMS", {}), cls.__name__
     )

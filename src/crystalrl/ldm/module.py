@@ -286,9 +286,11 @@ class LDMModule(L.LightningModule):
 def load_ldm(path: str, map_location: str = "cpu", key: str | None = None) -> LDMModule:
     """An LDM (or RL-tuned LDM) in eval mode from a Lightning or exported checkpoint;
     ``key`` names the config key ``path`` came from in errors."""
+    from crystalrl.checkpoint_kind import check_kind
     from crystalrl.hub import load_checkpoint
 
     ckpt = load_checkpoint(path, key, map_location)
+    check_kind(ckpt, ("LDM", "RL"), path, key)
     hp = dict(ckpt.get("hyper_parameters", {}))
     state = ckpt["state_dict"]
     if "ldm_hyper_parameters" in ckpt:  # an RL checkpoint: the LDM lives under "ldm."

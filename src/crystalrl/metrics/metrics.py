@@ -145,6 +145,10 @@ class Metrics:
         if ("vae" in parts or "features" in parts) and self.vae is None:
             names = [n for n in self.metrics if "vae" in self._uses_closure(n)]
             raise ValueError(f"metrics {', '.join(names)} need a VAE (vae=...)")
+        from crystalrl.metrics.cold_start import PART_CACHES, announce_uncached
+
+        if PART_CACHES.keys() & set(parts):  # a first run on an empty cache says why it is slow
+            announce_uncached(self.reference, parts, log)
         start = time.perf_counter()
         if "structures" in parts:
             _ = self.reference.by_formula

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import get_method
 
 from crystalrl.metrics.results import MetricResults
 from crystalrl.rewards.normalize import check_normalize_fn, normalize
@@ -73,27 +72,22 @@ def _valid_mask(structures: Sequence) -> np.ndarray:
 
 
 # ====================================================================== custom
-def _resolve_function(fn: Any) -> Callable:
-    if fn is None:
-        from crystalrl.rewards.functions import atomic_density
+def _resolve_function(fn: Any, key: str = "rl_module.reward_fn.components.custom.fn") -> Callable:
+    """A function, a dotted path to a function or to a no-argument class, or a node with
+    ``_target_``: see :func:`crystalrl.rewards.user_function.resolve_reward_function`."""
+    from crystalrl.rewards.user_function import resolve_reward_function
 
-        return atomic_density
-    if callable(fn):
-        return fn
-    if isinstance(fn, str):
-        return get_method(fn)
-    if hasattr(fn, "get") and fn.get("_target_"):
-        return get_method(fn["_target_"])
-    raise TypeError(f"CustomReward fn must be a callable or a dotted path, got {fn!r}")
+    return resolve_reward_function(fn, key)
 
 
 class CustomReward(RewardComponent):
     """A user function of the structures: ``fn(list[Structure]) -> one number each``.
 
-    ``fn`` is a callable, a dotted path (``mypkg.rewards.band_count``) or a config node
-    ``{_target_: mypkg.rewards.band_count, _partial_: true}``; the default is the shipped
-    example :func:`crystalrl.rewards.functions.atomic_density`. The function sees only the
-    valid structures; failed ones get ``fill_value`` (default: the batch minimum).
+    ``fn`` is a callable, a dotted path (``mypkg.rewards.band_count``; a class named so is
+    instantiated without arguments) or a config node ``{_target_: mypkg.rewards.Band,
+    threshold: 1}``; the default is the shipped example
+    :func:`crystalrl.rewards.functions.atomic_density`. The function sees only the valid
+    structures; failed ones get ``fill_value`` (default: the batch minimum).
     """
 
     name = "custom"
@@ -108,7 +102,9 @@ class CustomReward(RewardComponent):
         name: str | None = None,
     ):
         super().__init__(weight, normalize_fn, eps, name)
-        self.fn = _resolve_function(fn)
+        from crystalrl.rewards.user_function import component_key
+
+        self.fn = _resolve_function(fn, component_key(self.name))
         self.fill_value = fill_value
 
     def compute(self, structures: Sequence, metrics: MetricResults | None = None) -> torch.Tensor:
