@@ -8,9 +8,11 @@ work per step, so they are compared on the clock, not on steps: a run's time is 
 its steps' rollout, decode, reward and update seconds (validation excluded, as it is the
 same for every option), cut at ``--minutes``. For each run the table gives the steps done,
 the training batches' MSUN (``train/avg_MSUN``) over its first and last 50 steps before the
-cut, the gain per CPU-hour and per 1,000 structures scored, and the last three
-``val/avg_MSUN`` points before the cut. ``--png`` draws the curves (50-step means of the
-training batches' MSUN, and validation points, against minutes). The last line is JSON.
+cut, the gain per CPU-hour and per 1,000 structures scored, the last three
+``val/avg_MSUN`` points before the cut, and the last 50 steps' signs of reward hacking
+where the run logged them (credible MSUN, single-element cells, distinct formulas, ...).
+``--png`` draws the curves (50-step means of the training batches' MSUN, and validation
+points, against minutes). The last line is JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ import pandas as pd
 
 TIME_KEYS = ("time/rollout", "time/decode", "time/rewards", "time/update")
 WINDOW = 50
+#: Signs of reward hacking the reward logs beside MSUN: their means over the last steps.
+SIGNS = (
+    "avg_MSUN_credible",
+    "avg_is_single_element",
+    "avg_MSUN_deep_below_hull",
+    "avg_is_supported",
+    "num_distinct_formulas",
+    "density_vs_reference",
+)
 
 
 def read_log(run_dir: Path) -> pd.DataFrame:
@@ -64,6 +75,11 @@ def summary(train: pd.DataFrame, val: pd.DataFrame, minutes: float | None) -> di
         "MSUN_gain_per_cpu_hour": round(float(last - first) / hours, 4),
         "MSUN_gain_per_1000_scored": round(float(last - first) / scored * 1000.0, 5),
         "val_MSUN_last3": round(float(val["val/avg_MSUN"].tail(3).mean()), 4),
+        **{
+            f"last_{name}": round(float(train[f"train/{name}"].tail(WINDOW).mean()), 4)
+            for name in SIGNS
+            if f"train/{name}" in train
+        },
     }
 
 

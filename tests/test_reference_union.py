@@ -156,3 +156,22 @@ def test_support_counts_compounds_of_a_system_and_its_subsystems():
 
     again = pickle.loads(pickle.dumps(hull))
     assert list(again.support_many(comps)) == [3, 5, 0, 0, 0]
+
+
+def test_evaluate_names_the_unsupported_systems(caplog):
+    from crystalrl.evaluate import warn_unsupported
+
+    frame = pd.DataFrame(
+        {
+            "formula": ["CsCl3", "CsCl3", "NaCl", "KCl"],
+            "valid": [True, True, True, False],
+            "hull_support": [2, 2, 40, 0],
+        }
+    )
+    with caplog.at_level("WARNING", logger="crystalrl"):
+        warn_unsupported(frame, 12)
+    assert "2 structures lie in chemical systems with fewer than 12" in caplog.text
+    assert "Cl-Cs (2 compounds, 2×)" in caplog.text and "Na-Cl" not in caplog.text
+    caplog.clear()
+    warn_unsupported(frame, 2)
+    assert not caplog.text

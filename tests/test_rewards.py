@@ -275,7 +275,10 @@ def test_aggregator_weights_and_normalises_each_component(val_structures):
     assert torch.allclose(out.total, expected, atol=1e-3)
     assert set(out.components) == {"a", "custom"}
     assert torch.equal(out.components["custom"], torch.tensor([10.0, 0.0, 5.0, 5.0]))
-    assert reward.metrics is None and reward.normalize_fn == "std" and reward.eps == 1e-4
+    assert reward.normalize_fn == "std" and reward.eps == 1e-4
+    # only the watched signs of hacking that need no reference part are computed
+    assert reward.metrics.required_parts() == set()
+    assert out.metrics["avg_is_single_element"] == 0.0 and "density_vs_reference" not in out.metrics
 
 
 def test_nan_reward_is_an_error_naming_the_component(val_structures):
