@@ -15,6 +15,24 @@ def data_dir() -> Path:
     return Path(os.environ.get("CRYSTALRL_DATA_DIR", ROOT.parent / "shared" / "datasets"))
 
 
+@pytest.fixture
+def hydra_compose():
+    """Compose a command's config as the command would, with a clean Hydra state."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from crystalrl.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+
+    def _compose(name: str, overrides: list[str]):
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name=name, overrides=overrides)
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
 @pytest.fixture(scope="session")
 def datasets() -> Path:
     """The datasets folder; only tests that read data ask for it (and fail without it)."""

@@ -11,10 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from crystalrl.config import CONFIG_DIR
 from crystalrl.hub import (
     ChecksumMismatchError,
     UnknownCheckpointError,
@@ -23,18 +20,6 @@ from crystalrl.hub import (
 )
 
 EMT = {"_target_": "ase.calculators.emt.EMT"}
-
-
-@pytest.fixture
-def hydra_compose():
-    GlobalHydra.instance().clear()
-
-    def _compose(name: str, overrides: list[str]):
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name=name, overrides=overrides)
-
-    yield _compose
-    GlobalHydra.instance().clear()
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -10,11 +10,8 @@ import warnings
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from pymatgen.core import Lattice, Structure
 
-from crystalrl.config import CONFIG_DIR
 from crystalrl.output_paths import (
     COMPLETE_MARKER,
     PARTIAL_SAMPLES,
@@ -44,18 +41,6 @@ _atom_site_fract_z
 Na Na0 0 0 0
 Cl Cl1 0.5 0.5 0.5
 """
-
-
-@pytest.fixture
-def hydra_compose():
-    GlobalHydra.instance().clear()
-
-    def _compose(name: str, overrides: list[str]):
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name=name, overrides=overrides)
-
-    yield _compose
-    GlobalHydra.instance().clear()
 
 
 # ---------------------------------------------------------------------- malformed inputs

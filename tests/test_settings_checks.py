@@ -4,8 +4,6 @@ a run does not resume under changed training settings unless told to."""
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from crystalrl.checks import (
@@ -14,20 +12,12 @@ from crystalrl.checks import (
     check_rl_config,
     check_sample_config,
 )
-from crystalrl.config import CONFIG_DIR
 
 
 @pytest.fixture
-def compose_cfg(monkeypatch, tmp_path):
+def compose_cfg(monkeypatch, tmp_path, hydra_compose):
     monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
-    GlobalHydra.instance().clear()
-
-    def _compose(name: str, overrides: list[str]):
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name=name, overrides=overrides)
-
-    yield _compose
-    GlobalHydra.instance().clear()
+    return hydra_compose
 
 
 RL = "rl_module.rl_configs"
