@@ -183,6 +183,15 @@ def test_the_seeds_list_form_on_the_command_line_replaces_the_components(monkeyp
     assert reward.normalize_fn == "std" and reward.reference_dataset == DEFAULT_REFERENCE
 
 
+def test_a_reward_chosen_over_the_custom_example_keeps_its_reference(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
+    example = _compose("train_rl", ["experiment=rl_custom_reward"]).rl_module.reward_fn
+    assert example.reference_dataset is None  # the density reward needs none
+    chosen = ["experiment=rl_custom_reward", "reward_fn@rl_module.reward_fn=dng"]
+    dng = _compose("train_rl", chosen).rl_module.reward_fn
+    assert dng.reference_dataset == DEFAULT_REFERENCE and "custom" not in dng.components
+
+
 def test_every_config_defaults_to_the_one_default_reference():
     """The default reference is written in the configs too; they must agree with the code."""
     for name in (
