@@ -9,11 +9,12 @@ cell) gets NaN, never an exception: callers treat NaN as a failed energy.
 Commands pick a potential from the ``configs/potential/`` group (``potential=emt``); a new
 file there with a ``_target_`` (an :class:`EnergyModel` or any ASE calculator) adds one.
 This module sits below ``reference`` and ``metrics`` and imports nothing of crystalrl but
-:mod:`crystalrl.gc_pause`.
+:mod:`crystalrl.gc_pause` (and, inside :func:`relax`, :mod:`crystalrl.relaxation`).
 
 :func:`relax` is the one relaxation routine (FIRE, cell included): the hull's elemental
 prototypes, ``crystalrl.relax``, ``evaluate relax=true`` and ``EnergyReward(relax=...)``
-all use it, so a relaxed energy means the same thing everywhere.
+all use it, so a relaxed energy means the same thing everywhere, whether the potential
+steps structures one at a time or (CHGNet) many together.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import contextlib
 import io
 import json
 import math
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +59,15 @@ class EnergyModel:
 
     def ase_calculator(self) -> Any:
         """An ASE calculator with forces and stress: what :func:`relax` drives."""
+        raise NotImplementedError
+
+    #: A potential that predicts many structures in one call sets this and implements
+    #: :meth:`evaluate_batch`; :func:`relax` then steps its structures together.
+    batched_forces: bool = False
+
+    def evaluate_batch(self, atoms_list: Sequence) -> list:
+        """Energy (eV), forces (eV/Å) and stress (eV/Å³) of ASE ``Atoms`` in one call each
+        batch; ``None`` for a structure the potential fails on."""
         raise NotImplementedError
 
 
@@ -100,32 +109,104 @@ class CHGNetEnergy(EnergyModel):
     def energies(
         self, structures: Sequence, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
+        out = np.full(len(structures), np.nan)
+        # graphs are many small objects alive until their batch is predicted: without the
+        # pause, Python's collector traverses a loaded process's every object for them
+        with self._threads(), collector_paused():
+            for start in range(0, len(structures), self.batch_size):
+                chunk = structures[start : start + self.batch_size]
+                graphs, where = [], []
+                for i, s in enumerate(chunk):
+                    graph = self._graph(s)
+                    if graph is not None:
+                        graphs.append(graph)
+                        where.append(start + i)
+                if graphs:
+                    for i, e in zip(where, self._predict(graphs), strict=True):
+                        out[i] = e
+                if progress:
+                    progress(len(chunk))
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+    @contextlib.contextmanager
+    def _threads(self):
         import torch
 
-        out = np.full(len(structures), np.nan)
         old_threads = torch.get_num_threads()
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
-        # graphs are many small objects alive until their batch is predicted: without the
-        # pause, Python's collector traverses a loaded process's every object for them
         try:
-            with collector_paused():
-                for start in range(0, len(structures), self.batch_size):
-                    chunk = structures[start : start + self.batch_size]
-                    graphs, where = [], []
-                    for i, s in enumerate(chunk):
-                        graph = self._graph(s)
-                        if graph is not None:
-                            graphs.append(graph)
-                            where.append(start + i)
-                    if graphs:
-                        for i, e in zip(where, self._predict(graphs), strict=True):
-                            out[i] = e
-                    if progress:
-                        progress(len(chunk))
+            yield
         finally:
             torch.set_num_threads(old_threads)
-        out[~np.isfinite(out)] = np.nan
+
+    batched_forces = True
+
+    def evaluate_batch(self, atoms_list: Sequence) -> list:
+        """One batched CHGNet pass over all graphs, in the units ``CHGNetCalculator``
+        gives ASE (energy in eV, stress GPa -> eV/Å³); when the batch fails, one pass per
+        graph, so that only the bad one fails."""
+        from ase.units import GPa
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        out: list = [None] * len(atoms_list)
+        graphs, where = [], []
+        for i, atoms in enumerate(atoms_list):
+            graph = self._graph(AseAtomsAdaptor.get_structure(atoms))
+            if graph is not None:
+                graphs.append(graph)
+                where.append(i)
+        if not graphs:
+            return out
+        with self._threads():
+            try:
+                preds = self._efs(graphs)
+            except POTENTIAL_ERRORS:
+                preds = []
+                for g in graphs:
+                    try:
+                        preds.extend(self._efs([g]))
+                    except POTENTIAL_ERRORS as exc:
+                        preds.append(exc)
+        for i, p in zip(where, preds, strict=True):
+            out[i] = p if isinstance(p, Exception) else (p[0], p[1], p[2] * GPa)
+        return out
+
+    def _efs(self, graphs: list) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """Energy (eV), forces and stress (GPa) of each graph from ONE backward pass.
+
+        ``CHGNet.forward(task="efs")`` takes two (forces, then stress), each building a
+        second-order graph for training; relaxation needs neither. The values are
+        CHGNet's: the same batched graph, the same derivatives (stress = dE/dstrain / V).
+        """
+        import torch
+        from chgnet.model.model import BatchedGraph
+
+        model = self.model
+        batch = BatchedGraph.from_graphs(
+            graphs,
+            bond_basis_expansion=model.bond_basis_expansion,
+            angle_basis_expansion=model.angle_basis_expansion,
+            compute_stress=True,
+        )
+        pred = model._compute(batch, compute_force=False, compute_stress=False)
+        n_atoms = torch.tensor([len(p) for p in batch.atom_positions], dtype=pred["e"].dtype)
+        composition = 0 if model.composition_model is None else model.composition_model(graphs)
+        per_atom = pred["e"] + composition
+        total = per_atom * n_atoms if model.is_intensive else per_atom
+        n = len(graphs)
+        grads = torch.autograd.grad(total.sum(), [*batch.atom_positions, *batch.strains])
+        out = []
+        for k in range(n):
+            stress = grads[n + k] / batch.volumes[k] * 160.21766208
+            out.append(
+                (
+                    float(total[k]),
+                    -grads[k].detach().cpu().numpy(),
+                    stress.detach().cpu().numpy(),
+                )
+            )
         return out
 
     def _graph(self, structure):
@@ -296,7 +377,7 @@ def relax(
     progress: Callable[[int], None] | None = None,
     skip: Callable[[Any], bool] | None = None,
 ) -> list[RelaxResult]:
-    """Relax each structure with FIRE on ``model``'s ASE calculator, one at a time.
+    """Relax each structure with ASE's FIRE on ``model`` (see :mod:`crystalrl.relaxation`).
 
     ``model`` is anything :func:`make_energy_model` takes (``None``: CHGNet). With
     ``relax_cell`` the cell relaxes too, through ASE's ``FrechetCellFilter``, whose
@@ -306,56 +387,28 @@ def relax(
     :class:`RelaxResult`. Not converged within ``max_steps`` is not a failure: the last
     structure is kept and ``converged`` is False.
 
-    One process, one structure at a time: on a CPU the potential's own threads already use
-    the cores, and CHGNet's ASE calculator takes one structure per call.
+    A potential with ``batched_forces`` (CHGNet) relaxes ``batch_size`` structures in
+    lock step, one potential call per FIRE step for all of them: on a CPU one call per
+    structure spends most of its time on fixed costs. Any other ASE calculator relaxes one
+    structure at a time. In the batched path a CHGNet graph with an isolated atom (none
+    within 6 Å) fails its structure, as it fails a single-point energy.
     """
-    calculator = make_energy_model(model).ase_calculator()
+    from crystalrl import relaxation
+
+    energy_model = make_energy_model(model)
+    options = {"fmax": fmax, "max_steps": max_steps, "relax_cell": relax_cell, "skip": skip}
+    if energy_model.batched_forces:
+        return relaxation.relax_batched(
+            structures,
+            energy_model.evaluate_batch,
+            batch_size=int(getattr(energy_model, "batch_size", 64)),
+            progress=progress,
+            **options,
+        )
+    calculator = energy_model.ase_calculator()
     out = []
     for structure in structures:
-        out.append(_relax_one(structure, calculator, fmax, max_steps, relax_cell, skip))
+        out.append(relaxation.relax_serial(structure, calculator, **options))
         if progress:
             progress(1)
     return out
-
-
-def _relax_one(structure, calculator, fmax, max_steps, relax_cell, skip) -> RelaxResult:
-    start = time.perf_counter()
-    if structure is None:
-        return RelaxResult(error="no structure")
-    if skip is not None and skip(structure):
-        return RelaxResult(error="skipped")
-    try:
-        from ase.filters import FrechetCellFilter
-        from ase.optimize import FIRE
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.calc = calculator
-        n = len(atoms)
-        frac_before = atoms.get_scaled_positions(wrap=False)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            e_before = float(atoms.get_potential_energy()) / n
-            optimizer = FIRE(FrechetCellFilter(atoms) if relax_cell else atoms, logfile=None)
-            converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
-            e_after = float(atoms.get_potential_energy()) / n
-        if not math.isfinite(e_after):
-            raise FloatingPointError(f"energy {e_after} after relaxation")
-        displacement = mean_displacement(
-            frac_before, atoms.get_scaled_positions(wrap=False), atoms.cell.array
-        )
-        atoms.calc = None  # the structure carries no calculator results
-        relaxed = AseAtomsAdaptor.get_structure(atoms)
-    except POTENTIAL_ERRORS as exc:  # the potential failed on this structure: a failed record
-        return RelaxResult(
-            error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start
-        )
-    return RelaxResult(
-        structure=relaxed,
-        energy_per_atom=e_after,
-        initial_energy_per_atom=e_before,
-        steps=int(optimizer.nsteps),
-        converged=converged,
-        displacement=displacement,
-        seconds=time.perf_counter() - start,
-    )

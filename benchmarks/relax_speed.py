@@ -1,0 +1,152 @@
+"""Batched against serial relaxation: the same structures, the same FIRE, CHGNet.
+
+    python benchmarks/relax_speed.py [--n 200] [--serial-n N] [--batch-size 64]
+        [--fmax 0.05] [--max-steps 300] [SAMPLES]
+
+``SAMPLES`` is what ``crystalrl.relax`` reads (a folder of samples, a samples.json.gz, a
+CSV); without it the shipped base model draws ``n`` samples first (DDIM, 50 steps, seed 0).
+Both paths relax the first ``n`` structures (``--serial-n``: the serial path only the
+first N of them, when its hours are not affordable; the comparisons then use those N),
+skipping collapsed cells as ``crystalrl.relax`` does. Prints one JSON line: seconds per
+structure each way, the speed-up, the largest energy difference after relaxation
+(eV/atom), the converged fractions, and how close the batched path comes to its physical
+limit: CHGNet's batched forward and backward pass (energies, forces, stress) per
+structure-step, times the structure-steps the relaxation took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def base_samples(n: int, folder: Path) -> Path:
+    """``n`` samples of the shipped base model, as the README draws them."""
+    command = [
+        sys.executable,
+        "-m",
+        "crystalrl.sample",
+        "ldm_ckpt_path=${hub:mp_20_ldm_base}",
+        f"num_samples={n}",
+        f"batch_size={n}",
+        f"output_dir={folder}",
+        "sampler=ddim",
+        "sampling_steps=50",
+        "seed=0",
+    ]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+def forward_backward_seconds(model, structures: list, repeats: int = 3) -> tuple[float, float]:
+    """Seconds per structure of CHGNet's batched energy-forces-stress prediction, and of
+    building the graphs it needs, on one batch of ``structures``."""
+    start = time.perf_counter()
+    graphs = [g for g in (model._graph(s) for s in structures) if g is not None]
+    graph_s = (time.perf_counter() - start) / max(len(graphs), 1)
+    times = []
+    with model._threads():
+        model._efs(graphs)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model._efs(graphs)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) / len(graphs), graph_s
+
+
+def compare(serial: list, batched: list) -> dict:
+    """Energy agreement and convergence over the structures both paths relaxed."""
+    both = [(a, b) for a, b in zip(serial, batched, strict=False) if not a.failed and not b.failed]
+    diff = np.array([abs(a.energy_per_atom - b.energy_per_atom) for a, b in both])
+    n = len(serial)
+    return {
+        "max_abs_energy_diff_ev_per_atom": round(float(diff.max()), 5) if diff.size else None,
+        "mean_abs_energy_diff_ev_per_atom": round(float(diff.mean()), 6) if diff.size else None,
+        "energy_diff_over_0.005": int((diff > 0.005).sum()),
+        "converged_fraction_serial": round(sum(r.converged for r in serial) / n, 4),
+        "converged_fraction_batched": round(sum(r.converged for r in batched[:n]) / n, 4),
+        "failed_serial": sum(r.failed for r in serial),
+        "failed_batched": sum(r.failed for r in batched[:n]),
+        "mean_steps_serial": round(float(np.mean([r.steps for r in serial if not r.failed])), 1),
+        "mean_steps_batched": round(
+            float(np.mean([r.steps for r in batched[:n] if not r.failed])), 1
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("samples", nargs="?", help="structures to relax (default: base samples)")
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--serial-n", type=int, default=None, help="serial path: first N only")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the potential's")
+    parser.add_argument("--fmax", type=float, default=0.05)
+    parser.add_argument("--max-steps", type=int, default=300)
+    args = parser.parse_args()
+
+    from crystalrl.metrics.structures_io import read_structures
+    from crystalrl.metrics.validity import cell_collapsed
+    from crystalrl.potentials import CHGNetEnergy, relax
+    from crystalrl.relaxation import relax_serial
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(args.samples) if args.samples else base_samples(args.n, Path(tmp))
+        structures, _ = read_structures(str(source), args.n)
+    n_serial = min(args.serial_n or len(structures), len(structures))
+    model = CHGNetEnergy()
+    if args.batch_size:
+        model.batch_size = args.batch_size
+    options = {"fmax": args.fmax, "max_steps": args.max_steps, "relax_cell": True}
+
+    _ = model.model  # loads the weights: neither path pays for that
+    start = time.perf_counter()
+    batched = relax(structures, model, skip=cell_collapsed, **options)
+    batched_s = time.perf_counter() - start
+    # after the batched run: CHGNet's calculator makes the shared graph converter keep
+    # structures with an isolated atom (warn), where the batched path fails them (error)
+    calculator = model.ase_calculator()
+    start = time.perf_counter()
+    serial = [
+        relax_serial(s, calculator, skip=cell_collapsed, **options) for s in structures[:n_serial]
+    ]
+    serial_s = time.perf_counter() - start
+
+    valid = [s for s in structures if s is not None and not cell_collapsed(s)]
+    fb_s, graph_s = forward_backward_seconds(model, valid[: model.batch_size])
+    evaluations = sum(r.steps + 1 for r in batched if not r.failed)
+    limit_s = fb_s * evaluations
+    serial_per = serial_s / n_serial
+    batched_per = batched_s / len(structures)
+    line = {
+        "n": len(structures),
+        "n_serial": n_serial,
+        "batch_size": model.batch_size,
+        "fmax": args.fmax,
+        "max_steps": args.max_steps,
+        "serial_s_per_structure": round(serial_per, 3),
+        "batched_s_per_structure": round(batched_per, 3),
+        "speedup": round(serial_per / batched_per, 2),
+        **compare(serial, batched),
+        "converged_fraction_batched_all": round(
+            sum(r.converged for r in batched) / len(structures), 4
+        ),
+        "forward_backward_s_per_structure_step": round(fb_s, 5),
+        "graph_s_per_structure_step": round(graph_s, 5),
+        "physical_limit_s": round(limit_s, 1),
+        "batched_s": round(batched_s, 1),
+        "batched_over_physical_limit": round(batched_s / limit_s, 2),
+        "projected_1000_minutes": round(batched_per * 1000 / 60, 1),
+    }
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
