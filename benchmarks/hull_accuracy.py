@@ -28,7 +28,7 @@ import numpy as np
 
 from crystalrl.reference import Reference
 from crystalrl.reference.datasets import DEFAULT_REFERENCE
-from crystalrl.reference.hull import HULL_DEFAULTS, HULL_KINDS, ReferenceHull
+from crystalrl.reference.hull import HULL_DEFAULTS, HULL_KINDS, ReferenceHull, build_hull
 
 #: DFT labels outside this range (eV/atom) are data errors, not truths to score against.
 PLAUSIBLE_FORMATION = (-5.0, 5.0)
@@ -114,18 +114,15 @@ def main() -> None:
     for kind, scope in candidates:
         rows = rest if scope == "union" else rest[datasets[rest] == "mp_20"]
         start = time.perf_counter()
-        if kind in ("dft", "hybrid"):
-            hull = ReferenceHull.build_dft_anchored(
-                pick(rows), energies[rows], labels[rows], lower_envelope=kind == "hybrid"
-            )
-        else:
-            hull = ReferenceHull.build(
-                pick(rows),
-                energies[rows],
-                ref.energy_model,
-                relax_steps=HULL_DEFAULTS["relax_steps"],
-                fmax=HULL_DEFAULTS["fmax"],
-            )
+        hull = build_hull(
+            kind,
+            pick(rows),
+            energies[rows],
+            labels[rows],
+            ref.energy_model,
+            relax_steps=HULL_DEFAULTS["relax_steps"],
+            fmax=HULL_DEFAULTS["fmax"],
+        )
         pred = hull.e_above_hull_many(comps, energies[left])
         support = hull.support_many(comps)
         entry = scores(pred, truth)

@@ -9,10 +9,8 @@ from pymatgen.core import Composition
 
 from crystalrl.reference import Reference, ReferenceDatasetError
 from crystalrl.reference.datasets import resolve_reference_dirs
-from crystalrl.reference.hull import (
-    ReferenceHull,
-    fit_chemical_potentials,
-)
+from crystalrl.reference.formation import fit_chemical_potentials
+from crystalrl.reference.hull import ReferenceHull
 
 
 @pytest.fixture(scope="module")

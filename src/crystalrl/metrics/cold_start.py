@@ -32,7 +32,7 @@ PART_NAMES = {
 
 def uncached_parts(reference: Any, parts: Iterable[str]) -> list[str]:
     """Those of ``parts`` with no cache file of this reference yet, in a fixed order."""
-    stem = "+".join(folder.name for folder in reference.dataset_dirs)
+    stem = reference.cache_stem
     folder = reference.cache_dir
     wanted = set(parts)
     return [

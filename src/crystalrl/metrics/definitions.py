@@ -111,16 +111,16 @@ def _msun_supported(m: Metrics) -> np.ndarray:
     return m.results["MSUN"] & m.results["is_supported"]
 
 
-@register_metric("MSUN_credible", needs=("MSUN_supported", "e_above_hull"))
+@register_metric("MSUN_credible", needs=("MSUN_supported", "e_above_hull", "is_single_element"))
 def _msun_credible(m: Metrics) -> np.ndarray:
     """MSUN hits a materials scientist would look at twice: in a supported system, with
     two or more elements (a one-element cell repacks a known element), and not deeper
     below the hull than the potential's and the reference's errors allow."""
     e = np.asarray(m.results["e_above_hull"], dtype=np.float64)
-    multi = np.array([s is not None and len(s.composition.elements) > 1 for s in m.structures])
     with np.errstate(invalid="ignore"):
         plausible = e >= CREDIBLE_MIN_E_ABOVE_HULL
-    return m.results["MSUN_supported"] & multi & plausible
+    # an MSUN hit is a decoded structure, so "not one element" means two or more
+    return m.results["MSUN_supported"] & ~m.results["is_single_element"] & plausible
 
 
 @register_metric("is_metastable", needs=("e_above_hull",))
@@ -182,9 +182,8 @@ def _num_distinct_systems(m: Metrics) -> float:
     )
 
 
-@register_metric(
-    "density_vs_reference", needs=("atomic_density",), uses=("structures",), column=False
-)
+# "cells": the reference's parsed cells only, read when first asked for (no part to build)
+@register_metric("density_vs_reference", needs=("atomic_density",), uses=("cells",), column=False)
 def _density_vs_reference(m: Metrics) -> float:
     """Mean atomic density over the reference's: below 1, the cells inflate."""
     from crystalrl.metrics.registry import nan_mean

@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from crystalrl.data.parse import ParsedSplit
+from crystalrl.reference.cells import element_counts, reduced_formulas
+
 #: Raise when the rule changes (part of the cache key).
 DEDUP_VERSION = 1
 
@@ -79,6 +82,25 @@ def duplicates_of_earlier(
     return out
 
 
+def deduplicate(
+    parts: Sequence[ParsedSplit], datasets: Sequence[int], labels: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``duplicate_of`` over all rows of the parts (each part belonging to ``datasets[k]``,
+    earlier datasets first) and the DFT ``labels`` with duplicates' carried over, as
+    ``dft_formation``."""
+    dataset = np.concatenate([np.full(len(p), d) for p, d in zip(parts, datasets, strict=True)])
+    formulas = np.array(reduced_formulas(element_counts(parts)))
+    ids = np.concatenate([p.material_ids.astype(str) for p in parts])
+    locate = [(k, j) for k, p in enumerate(parts) for j in range(len(p))]
+
+    def structure(i: int):
+        k, j = locate[i]
+        return parts[k].to_structures([j])[0]
+
+    duplicate_of = duplicates_of_earlier(dataset, ids, formulas, structure)
+    return {"duplicate_of": duplicate_of, "dft_formation": fill_labels(labels, duplicate_of)}
+
+
 def fill_labels(values: np.ndarray, duplicate_of: np.ndarray) -> np.ndarray:
     """Labels of kept rows, each missing one taken from a dropped duplicate that has it."""
     values = np.asarray(values, dtype=np.float64).copy()
@@ -87,7 +109,3 @@ def fill_labels(values: np.ndarray, duplicate_of: np.ndarray) -> np.ndarray:
         if not np.isfinite(values[j]):
             values[j] = values[i]
     return values
-
-
-def kept_rows(duplicate_of: Sequence[int]) -> np.ndarray:
-    return np.asarray(duplicate_of) < 0

@@ -10,14 +10,20 @@ re-ordered or extended CSV, and lets an interrupted build resume from its partia
 from __future__ import annotations
 
 import json
+import logging
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from crystalrl.hub import PROJECT_ROOT
+from crystalrl.reference.progress import progress_bar
+
+log = logging.getLogger("crystalrl")
 
 TABLE_VERSION = 1
 #: Tables of reference energies computed by this project and shipped with it.
@@ -109,3 +115,58 @@ def reusable_energies(tables: list[Path], potential: str) -> dict[tuple[str, str
         if table.potential == potential:
             merged.update(table.lookup())
     return merged
+
+
+def compute_energy_table(
+    flat: dict[str, np.ndarray],
+    files: dict[str, str],
+    model: Any,
+    cache: Path,
+    sources: list[Path],
+    structures: Callable[[list[int]], list],
+    progress: bool = True,
+    name: str = "",
+) -> EnergyTable:
+    """The energy table of a reference index (``flat``: split, row, material_id, formula,
+    num_atoms): rows reused from stored ``sources`` where they match, the rest computed with
+    ``model`` in chunks, each chunk saved to a partial table that an interrupted build
+    resumes from; saved to ``cache`` and read back as stored (float32), so every later run
+    sees the same numbers."""
+    partial = cache.with_name(cache.name.replace(".npz", ".partial.npz"))
+    known = reusable_energies([*sources, partial], model.key)
+    keys = list(zip(flat["material_id"], flat["formula"], flat["num_atoms"].tolist(), strict=True))
+    energies = np.array([known.get((str(m), str(f), n), np.nan) for m, f, n in keys])
+    todo = [i for i, k in enumerate(keys) if (str(k[0]), str(k[1]), k[2]) not in known]
+    log.info(
+        "reference %s: %d energies reused, %d to compute with %s",
+        name,
+        len(keys) - len(todo),
+        len(todo),
+        model.key,
+    )
+
+    def table(e: np.ndarray) -> EnergyTable:
+        return EnergyTable(
+            split=flat["split"],
+            row=flat["row"],
+            material_id=flat["material_id"],
+            formula=flat["formula"],
+            num_atoms=flat["num_atoms"],
+            energy_per_atom=e,
+            potential=model.key,
+            files=files,
+        )
+
+    if todo:
+        chunk = 2048
+        pending = np.zeros(len(keys), dtype=bool)
+        pending[todo] = True
+        with progress_bar(progress, f"energies ({model.key})", len(todo)) as advance:
+            for start in range(0, len(todo), chunk):
+                idx = todo[start : start + chunk]
+                energies[idx] = model.energies(structures(idx), progress=advance)
+                pending[idx] = False
+                table(energies).subset(~pending).save(partial)
+    table(energies).save(cache)
+    partial.unlink(missing_ok=True)
+    return EnergyTable.load(cache)

@@ -34,7 +34,13 @@ from itertools import combinations
 
 import numpy as np
 
-from crystalrl.potentials import EnergyModel, relax
+from crystalrl.potentials import EnergyModel
+from crystalrl.reference.formation import (
+    MAX_LABEL_RESIDUAL,
+    fit_chemical_potentials,
+    formation_energies,
+)
+from crystalrl.reference.prototypes import prototype_energy
 
 log = logging.getLogger("crystalrl")
 
@@ -52,62 +58,8 @@ HULL_KINDS = ("dft", "hybrid", "potential")
 #: Fewest reference compounds in a chemical system (subsystems included) for its E_hull
 #: to count as supported; chosen on left-out crystals with ``benchmarks/hull_accuracy.py``.
 MIN_HULL_SUPPORT = 12
-#: A DFT label further than this (eV/atom) from the potential's formation energy is taken
-#: for a data error (the band-gap set holds Li3Fe2SbO6 at -13.6 eV/atom) and not used.
-MAX_LABEL_RESIDUAL = 1.0
-PROTOTYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
-
-
-def elemental_prototypes(symbol: str) -> dict:
-    """Simple one-element crystals of ``symbol`` with a plausible nearest-neighbour distance."""
-    from ase.build import bulk
-    from pymatgen.core import Element
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    el = Element(symbol)
-    radius = None
-    for attr in ("metallic_radius", "atomic_radius", "atomic_radius_calculated"):
-        try:
-            value = getattr(el, attr)
-        except (AttributeError, ValueError, KeyError):  # pymatgen has no such data for it
-            value = None
-        if value is not None and float(value) > 0:
-            radius = float(value)
-            break
-    d = 2.0 * (radius or 1.4)
-    cells = {
-        "fcc": bulk(symbol, "fcc", a=d * math.sqrt(2)),
-        "bcc": bulk(symbol, "bcc", a=2 * d / math.sqrt(3)),
-        "hcp": bulk(symbol, "hcp", a=d, c=d * math.sqrt(8 / 3)),
-        "sc": bulk(symbol, "sc", a=d),
-        "diamond": bulk(symbol, "diamond", a=4 * d / math.sqrt(3)),
-    }
-    return {name: AseAtomsAdaptor.get_structure(atoms) for name, atoms in cells.items()}
-
-
-def prototype_energy(
-    symbol: str, energy_model: EnergyModel, steps: int = 300, fmax: float = 0.05
-) -> tuple[float, str]:
-    """Lowest energy per atom over relaxed prototypes of an element, and which prototype.
-
-    A prototype whose relaxation fails (or a potential without forces) keeps its built
-    geometry; the energy is the single point of the relaxed cell, computed as the
-    reference energies are."""
-    prototypes = elemental_prototypes(symbol)
-    names, structures = list(prototypes), list(prototypes.values())
-    if steps > 0:
-        try:
-            done = relax(structures, energy_model, fmax=fmax, max_steps=steps)
-        except NotImplementedError:  # no ASE calculator: the prototypes as built
-            done = []
-        for i, result in enumerate(done):
-            if not result.failed:
-                structures[i] = result.structure
-    best, best_name = math.nan, ""
-    for name, e in zip(names, energy_model.energies(structures), strict=True):
-        if np.isfinite(e) and not (e >= best):
-            best, best_name = float(e), name
-    return best, best_name
+#: The kinds anchored on the reference's DFT formation energies (no elemental prototypes).
+ANCHORED_KINDS = ("dft", "hybrid")
 
 
 class ReferenceHull:
@@ -375,47 +327,44 @@ def hull_energies(blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np
     return np.array([w @ energies for w, (_, energies, _) in zip(weights, blocks, strict=True)])
 
 
-def _fractions(element_counts: Sequence[dict[str, int]]) -> tuple[list[str], np.ndarray]:
-    """Elements and the atomic-fraction matrix (rows × elements) of element counts."""
-    elements = sorted({el for c in element_counts for el in c})
-    col = {el: j for j, el in enumerate(elements)}
-    x = np.zeros((len(element_counts), len(elements)))
-    for i, c in enumerate(element_counts):
-        total = sum(c.values())
-        for el, n in c.items():
-            x[i, col[el]] = n / total
-    return elements, x
+def hull_options(given: dict) -> tuple[str, dict]:
+    """The hull's kind and its build options from a user's ``hull`` settings (defaults
+    filled in); an unknown option or kind is an error naming it."""
+    from crystalrl.reference.datasets import ReferenceDatasetError
+
+    unknown = set(given) - set(HULL_DEFAULTS)
+    if unknown:
+        raise ReferenceDatasetError(
+            f"unknown hull option(s) {sorted(unknown)}; known: {sorted(HULL_DEFAULTS)}"
+        )
+    options = {**HULL_DEFAULTS, **given}
+    kind = options.pop("kind")
+    if kind not in HULL_KINDS:
+        raise ReferenceDatasetError(f"hull.kind={kind!r}: expected one of {', '.join(HULL_KINDS)}")
+    if kind in ANCHORED_KINDS:
+        options = {}  # no prototypes: each element sits at zero formation energy
+    return kind, options
 
 
-def fit_chemical_potentials(
-    element_counts: Sequence[dict[str, int]], energies: np.ndarray, dft_formation: np.ndarray
-) -> dict[str, float]:
-    """Per-element μ with energy − Σ x_el μ_el ≈ DFT formation energy, by least squares
-    over the rows that carry both; rows further than MAX_LABEL_RESIDUAL from the fit are
-    dropped and the fit repeated until the kept rows settle. Elements of no kept row get
-    no μ."""
-    ok = np.isfinite(energies) & np.isfinite(dft_formation)
-    rows = [c for c, k in zip(element_counts, ok, strict=True) if k]
-    elements, x = _fractions(rows)
-    y = energies[ok] - dft_formation[ok]
-    keep = np.ones(len(y), dtype=bool)
-    for _ in range(5):
-        mu = np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
-        again = np.abs(x @ mu - y) <= MAX_LABEL_RESIDUAL
-        if (again == keep).all():
-            break
-        keep = again
-    present = x[keep].sum(axis=0) > 0
-    return {el: float(m) for el, m, p in zip(elements, mu, present, strict=True) if p}
-
-
-def formation_energies(
-    element_counts: Sequence[dict[str, int]], energies: np.ndarray, mu: dict[str, float]
-) -> np.ndarray:
-    """energy − Σ x_el μ_el per row; NaN where an element has no μ."""
-    out = np.full(len(element_counts), np.nan)
-    for i, (c, e) in enumerate(zip(element_counts, energies, strict=True)):
-        if np.isfinite(e) and all(el in mu for el in c):
-            total = sum(c.values())
-            out[i] = e - sum(n / total * mu[el] for el, n in c.items())
-    return out
+def build_hull(
+    kind: str,
+    element_counts: Sequence[dict[str, int]],
+    energies_per_atom: np.ndarray,
+    dft_formation: np.ndarray | None = None,
+    energy_model: EnergyModel | None = None,
+    progress: bool = False,
+    **options,
+) -> ReferenceHull:
+    """The hull of ``kind`` (one of :data:`HULL_KINDS`): anchored on ``dft_formation``, or
+    the potential's own with ``options`` (``relax_steps``, ``fmax``) for its prototypes."""
+    if kind in ANCHORED_KINDS:
+        return ReferenceHull.build_dft_anchored(
+            element_counts,
+            energies_per_atom,
+            dft_formation,
+            progress=progress,
+            lower_envelope=kind == "hybrid",
+        )
+    return ReferenceHull.build(
+        element_counts, energies_per_atom, energy_model, progress=progress, **options
+    )

@@ -17,8 +17,7 @@ import logging
 import os
 import pickle
 import time
-import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,13 +36,13 @@ from crystalrl.reference.cache import (
     save_pickle,
     weights_key,
 )
+from crystalrl.reference.cells import element_counts, mean_atomic_density, reduced_formulas
 from crystalrl.reference.datasets import (
     DEFAULT_REFERENCE,
     ReferenceDatasetError,
     resolve_reference_dirs,
 )
-from crystalrl.reference.energy_table import SHIPPED_DIR, EnergyTable, reusable_energies
-from crystalrl.reference.progress import progress_bar
+from crystalrl.reference.energy_table import SHIPPED_DIR, EnergyTable, compute_energy_table
 
 if TYPE_CHECKING:
     from crystalrl.reference.hull import ReferenceHull
@@ -125,9 +124,13 @@ class Reference:
     def cache_file(self, kind: str, *extra: Any, suffix: str = ".npz") -> Path:
         """Where a part derived from this reference is cached: its kind, this reference's
         content key and ``extra`` inputs (a potential, a version) make the name."""
-        stem = "+".join(folder.name for folder in self.dataset_dirs)
         key = digest(self.key, *extra) if extra else self.key
-        return self.cache_dir / f"{stem}-{kind}-{key}{suffix}"
+        return self.cache_dir / f"{self.cache_stem}-{kind}-{key}{suffix}"
+
+    @property
+    def cache_stem(self) -> str:
+        """The start of every cache file name of this reference: its dataset folders."""
+        return "+".join(folder.name for folder in self.dataset_dirs)
 
     # ------------------------------------------------------------------ structures
     @cached_property
@@ -145,9 +148,8 @@ class Reference:
         """``duplicate_of`` (over all rows: the earlier row a row repeats, or -1) and the
         DFT formation energy of every row with duplicates' labels carried over; cached."""
         import pymatgen.core
-        from pymatgen.core import Composition
 
-        from crystalrl.reference.dedup import DEDUP_VERSION, duplicates_of_earlier, fill_labels
+        from crystalrl.reference.dedup import DEDUP_VERSION, deduplicate
 
         parts = self._all_parsed
         labels = np.concatenate(
@@ -163,29 +165,14 @@ class Reference:
             return load_npz(cache)
         start = time.perf_counter()
         names = [folder.name for folder in self.dataset_dirs]
-        dataset = np.concatenate(
-            [np.full(len(p), names.index(label.split("/")[0])) for label, p in parts.items()]
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            formulas = np.array(
-                [Composition(c).reduced_formula for c in _element_counts(parts.values())]
-            )
-        ids = np.concatenate([p.material_ids.astype(str) for p in parts.values()])
-        locate = [(label, j) for label, p in parts.items() for j in range(len(p))]
-
-        def structure(i: int):
-            label, j = locate[i]
-            return parts[label].to_structures([j])[0]
-
-        duplicate_of = duplicates_of_earlier(dataset, ids, formulas, structure)
-        out = {"duplicate_of": duplicate_of, "dft_formation": fill_labels(labels, duplicate_of)}
+        datasets = [names.index(label.split("/")[0]) for label in parts]
+        out = deduplicate(list(parts.values()), datasets, labels)
         self.timings["dedup"] = time.perf_counter() - start
         log.info(
             "reference %s: %d of %d rows repeat an earlier dataset's material and are dropped",
             self.name,
-            int((duplicate_of >= 0).sum()),
-            len(duplicate_of),
+            int((out["duplicate_of"] >= 0).sum()),
+            len(labels),
         )
         save_npz(cache, out)
         return out
@@ -229,11 +216,7 @@ class Reference:
         cache = self.cache_file("index")
         if cache.is_file():
             return load_npz(cache)
-        from pymatgen.core import Composition
-
-        with warnings.catch_warnings():  # noble gases have no electronegativity: harmless
-            warnings.simplefilter("ignore")
-            formula = [Composition(c).reduced_formula for c in self.element_counts()]
+        formula = reduced_formulas(self.element_counts())
         split, row, mid, natoms = [], [], [], []
         for name, part in self.parsed.items():
             split += [name] * len(part)
@@ -292,22 +275,11 @@ class Reference:
     def mean_atomic_density(self) -> float:
         """Mean atoms per Å³ of the reference cells: what a generated set's density is
         compared with (a policy that inflates its cells drifts below it)."""
-        volumes = []
-        for part in self.parsed.values():
-            a, b, c = part.lengths.T
-            cos = np.cos(np.radians(part.angles))
-            volumes.append(
-                a
-                * b
-                * c
-                * np.sqrt(1 - (cos**2).sum(axis=1) + 2 * cos[:, 0] * cos[:, 1] * cos[:, 2])
-            )
-        num_atoms = np.concatenate([p.num_atoms for p in self.parsed.values()])
-        return float(np.mean(num_atoms / np.concatenate(volumes)))
+        return mean_atomic_density(self.parsed.values())
 
     def element_counts(self) -> list[dict[str, int]]:
         """Element counts of every cell (not reduced): hull entries need total energies."""
-        return _element_counts(self.parsed.values())
+        return element_counts(self.parsed.values())
 
     # ------------------------------------------------------------------ energies
     @cached_property
@@ -334,72 +306,31 @@ class Reference:
         return self.energy_table.energy_per_atom
 
     def _compute_energies(self, cache: Path) -> EnergyTable:
-        """Energies reused from stored tables where they match, the rest computed in
-        chunks, each chunk saved to a partial table that an interrupted build resumes from."""
-        model = self.energy_model
-        flat = self._flat
-        partial = cache.with_name(cache.name.replace(".npz", ".partial.npz"))
         sources = sorted(SHIPPED_DIR.glob("*.npz")) if self.use_shipped else []
-        known = reusable_energies([*sources, partial], model.key)
-        keys = list(
-            zip(flat["material_id"], flat["formula"], flat["num_atoms"].tolist(), strict=True)
-        )
-        energies = np.array([known.get((str(m), str(f), n), np.nan) for m, f, n in keys])
-        todo = [i for i, k in enumerate(keys) if (str(k[0]), str(k[1]), k[2]) not in known]
-        log.info(
-            "reference %s: %d energies reused, %d to compute with %s",
-            self.name,
-            len(keys) - len(todo),
-            len(todo),
-            model.key,
+        return compute_energy_table(
+            self._flat,
+            self.file_hashes,
+            self.energy_model,
+            cache,
+            sources,
+            self._structures_once,
+            progress=self.progress,
+            name=self.name,
         )
 
-        def table(e: np.ndarray) -> EnergyTable:
-            return EnergyTable(
-                split=flat["split"],
-                row=flat["row"],
-                material_id=flat["material_id"],
-                formula=flat["formula"],
-                num_atoms=flat["num_atoms"],
-                energy_per_atom=e,
-                potential=model.key,
-                files=self.file_hashes,
-            )
-
-        if todo:
-            chunk = 2048
-            pending = np.zeros(len(keys), dtype=bool)
-            pending[todo] = True
-            with progress_bar(self.progress, f"energies ({model.key})", len(todo)) as advance:
-                for start in range(0, len(todo), chunk):
-                    idx = todo[start : start + chunk]
-                    energies[idx] = model.energies(self.structures(idx), progress=advance)
-                    pending[idx] = False
-                    table(energies).subset(~pending).save(partial)
-                    self._structure_memo.clear()
-        table(energies).save(cache)
-        partial.unlink(missing_ok=True)
-        return EnergyTable.load(cache)  # as stored (float32): identical in every later run
+    def _structures_once(self, indices: list[int]) -> list:
+        """Structures read for one pass over the reference, not kept in memory after."""
+        out = self.structures(indices)
+        self._structure_memo.clear()
+        return out
 
     # ------------------------------------------------------------------ hull
     @cached_property
     def hull(self) -> ReferenceHull:
         """The convex hull of the reference energies (:class:`ReferenceHull`), cached."""
-        from crystalrl.reference.hull import HULL_DEFAULTS, HULL_KINDS, HULL_VERSION, ReferenceHull
+        from crystalrl.reference.hull import ANCHORED_KINDS, HULL_VERSION, build_hull, hull_options
 
-        unknown = set(self.hull_options) - set(HULL_DEFAULTS)
-        if unknown:
-            raise ReferenceDatasetError(
-                f"unknown hull option(s) {sorted(unknown)}; known: {sorted(HULL_DEFAULTS)}"
-            )
-        options = {**HULL_DEFAULTS, **self.hull_options}
-        kind = options.pop("kind")
-        if kind not in HULL_KINDS:
-            raise ReferenceDatasetError(
-                f"hull.kind={kind!r}: expected one of {', '.join(HULL_KINDS)}"
-            )
-        if kind in ("dft", "hybrid"):
-            options = {}  # no prototypes: each element sits at zero formation energy
+        kind, options = hull_options(self.hull_options)
         cache = self.cache_file(
             "hull",
             self.energy_model.key,
@@ -415,29 +346,22 @@ class Reference:
                 log.warning("could not read %s (%s); rebuilding the hull", cache, exc)
         energies = self.energies
         start = time.perf_counter()
-        if kind in ("dft", "hybrid"):
-            labels = self.dft_formation_energies
-            if not np.isfinite(labels).any():
-                raise ReferenceDatasetError(
-                    f"hull.kind={kind}: reference {self.name!r} has no DFT formation energies "
-                    f"(column {DFT_FORMATION_ENERGY!r}); use hull.kind=potential or a "
-                    "reference with them (mp-20, mp-bandgap)"
-                )
-            hull = ReferenceHull.build_dft_anchored(
-                self.element_counts(),
-                energies,
-                labels,
-                progress=self.progress,
-                lower_envelope=kind == "hybrid",
+        labels = self.dft_formation_energies
+        if kind in ANCHORED_KINDS and not np.isfinite(labels).any():
+            raise ReferenceDatasetError(
+                f"hull.kind={kind}: reference {self.name!r} has no DFT formation energies "
+                f"(column {DFT_FORMATION_ENERGY!r}); use hull.kind=potential or a "
+                "reference with them (mp-20, mp-bandgap)"
             )
-        else:
-            hull = ReferenceHull.build(
-                self.element_counts(),
-                energies,
-                self.energy_model,
-                progress=self.progress,
-                **options,
-            )
+        hull = build_hull(
+            kind,
+            self.element_counts(),
+            energies,
+            labels,
+            self.energy_model,
+            progress=self.progress,
+            **options,
+        )
         self.timings["hull"] = time.perf_counter() - start
         save_pickle(cache, hull)
         return hull
@@ -447,44 +371,16 @@ class Reference:
         """VAE ``structure`` and ``composition`` features of every reference structure."""
         import torch
 
-        from crystalrl.vae.features import structure_features
+        from crystalrl.reference.features import compute_features
 
         cache = self.cache_file("features", weights_key(vae))
         if cache.is_file():
             return {k: torch.from_numpy(v) for k, v in load_npz(cache).items()}
         start = time.perf_counter()
-        parts: dict[str, list] = defaultdict(list)
-        n = len(self)
-        with progress_bar(self.progress, "VAE features", n) as advance:
-            for i in range(0, n, 4 * batch_size):
-                idx = range(i, min(n, i + 4 * batch_size))
-                # reference cells are already Niggli-reduced when parsed
-                f = structure_features(vae, self.structures(idx), batch_size, niggli=False)
-                for k, v in f.items():
-                    parts[k].append(v.float().cpu().numpy())
-                advance(len(idx))
-                self._structure_memo.clear()
-        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        arrays = compute_features(vae, len(self), self._structures_once, batch_size, self.progress)
         self.timings["features"] = time.perf_counter() - start
         save_npz(cache, arrays)
         return {k: torch.from_numpy(v) for k, v in arrays.items()}
-
-
-def _element_counts(parts: Any) -> list[dict[str, int]]:
-    """Element counts of every cell of the parsed splits, in order."""
-    from pymatgen.core import Element
-
-    symbols: dict[int, str] = {}
-    out = []
-    for part in parts:
-        offsets = part.offsets
-        for i in range(len(part)):
-            counts = Counter(int(z) for z in part.atom_types[offsets[i] : offsets[i + 1]])
-            for z in counts:
-                if z not in symbols:
-                    symbols[z] = Element.from_Z(z).symbol
-            out.append({symbols[z]: n for z, n in counts.items()})
-    return out
 
 
 _REFERENCES: dict[tuple, Reference] = {}

@@ -312,7 +312,7 @@ def _named_guards(guards: Mapping[str, Any] | None) -> dict[str, RewardGuard]:
 def _needs_reference(metric: str) -> bool:
     from crystalrl.metrics.registry import REGISTRY
 
-    return metric in ("density_vs_reference",) or bool(REGISTRY[metric].uses)
+    return bool(REGISTRY[metric].uses)
 
 
 def _named_components(
