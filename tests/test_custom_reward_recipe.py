@@ -54,9 +54,10 @@ def user_reward(tmp_path, monkeypatch):
     sys.modules.pop("my_rewards", None)
 
 
-def _reward(configs, *overrides):
+def _compose(configs, *overrides):
+    """The example experiment with the user's reward chosen over it, as the README says."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
+        return compose(
             "train_rl",
             [
                 "experiment=rl_custom_reward",
@@ -65,6 +66,10 @@ def _reward(configs, *overrides):
                 *overrides,
             ],
         )
+
+
+def _reward(configs, *overrides):
+    cfg = _compose(configs, *overrides)
     from crystalrl.rewards.reward import RewardOutput
 
     reward = instantiate(cfg.rl_module.reward_fn, _convert_="all")
@@ -145,16 +150,7 @@ def test_a_custom_fn_that_cannot_work_is_refused_naming_the_key(user_reward, fn,
 
     (user_reward.parent / "my_rewards.py").write_text(MY_REWARDS + NEEDS_ARGS)
     key = "rl_module.reward_fn.components.small_cells.fn"
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "train_rl",
-            [
-                "experiment=rl_custom_reward",
-                "reward_fn@rl_module.reward_fn=small_cells",
-                f"hydra.searchpath=[file://{user_reward}]",
-                f"{key}={fn}",
-            ],
-        )
+    cfg = _compose(user_reward, f"{key}={fn}")
     with pytest.raises(SettingError) as err:
         check_rl_config(cfg)
     message = str(err.value)
