@@ -95,7 +95,7 @@ def main() -> None:
     from crystalrl.metrics.structures_io import read_structures
     from crystalrl.metrics.validity import cell_collapsed
     from crystalrl.potentials import CHGNetEnergy, relax
-    from crystalrl.relaxation import relax_serial
+    from crystalrl.potentials.relaxation import relax_serial
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(args.samples) if args.samples else base_samples(args.n, Path(tmp))

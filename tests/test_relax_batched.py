@@ -1,6 +1,7 @@
-"""Batched relaxation (crystalrl.relaxation.relax_batched): the same FIRE as the serial path
-with one potential call per step for the whole batch. EMT makes the comparison exact and
-fast; CHGNet on real MP-20 crystals is the slow check of the path the commands take."""
+"""Batched relaxation (crystalrl.potentials.relaxation.relax_batched): the same FIRE as the
+serial path with one potential call per step for the whole batch. EMT makes the comparison
+exact and fast; CHGNet on real MP-20 crystals is the slow check of the path the commands
+take."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ase.calculators.emt import EMT
 from pymatgen.core import Lattice, Structure
 
 from crystalrl.potentials import EnergyModel, relax
-from crystalrl.relaxation import relax_batched, relax_serial, serial_evaluate
+from crystalrl.potentials.relaxation import relax_batched, relax_serial, serial_evaluate
 
 
 def cu_fcc(a: float = 3.61) -> Structure:

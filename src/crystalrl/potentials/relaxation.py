@@ -9,6 +9,11 @@ structure still relaxing: on a CPU, CHGNet spends most of a one-structure call o
 costs (Python dispatch, small tensor kernels), which a batch shares. A structure leaves the
 batch when it converges, fails or reaches the step limit, and the next queued structure
 takes its place, so the batch stays full until the queue runs dry.
+
+:func:`relax` is the one relaxation routine (FIRE, cell included): the hull's elemental
+prototypes, ``crystalrl.relax``, ``evaluate relax=true`` and ``EnergyReward(relax=...)``
+all use it, so a relaxed energy means the same thing everywhere, whether the potential
+steps structures one at a time or (CHGNet) many together.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from crystalrl.gc_pause import collector_paused
-from crystalrl.potentials import POTENTIAL_ERRORS, RelaxResult, mean_displacement
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS
+from crystalrl.potentials.from_config import make_energy_model
+from crystalrl.potentials.relax_result import RelaxResult, mean_displacement
 
 #: One potential call for a batch: for each ASE ``Atoms``, (total energy in eV, forces in
 #: eV/Å, stress in eV/Å³ as ASE's 6-vector or a 3x3 matrix), or where it failed ``None``
@@ -287,3 +294,47 @@ def serial_evaluate(calculator) -> BatchEvaluate:
         return out
 
     return evaluate
+
+
+def relax(
+    structures: Sequence,
+    model: Any = None,
+    fmax: float = 0.05,
+    max_steps: int = 300,
+    relax_cell: bool = True,
+    progress: Callable[[int], None] | None = None,
+    skip: Callable[[Any], bool] | None = None,
+) -> list[RelaxResult]:
+    """Relax each structure with ASE's FIRE on ``model`` (see :func:`relax_batched`).
+
+    ``model`` is anything :func:`make_energy_model` takes (``None``: CHGNet). With
+    ``relax_cell`` the cell relaxes too, through ASE's ``FrechetCellFilter``, whose
+    log-strain steps stay well-conditioned for strongly strained cells. A structure that is
+    ``None``, flagged by ``skip`` (callers pass cells a potential should not see at all,
+    such as collapsed ones) or that the potential fails on gives a failed
+    :class:`RelaxResult`. Not converged within ``max_steps`` is not a failure: the last
+    structure is kept and ``converged`` is False.
+
+    A potential with ``batched_forces`` (CHGNet) relaxes ``batch_size`` structures in
+    lock step, one potential call per FIRE step for all of them: on a CPU one call per
+    structure spends most of its time on fixed costs. Any other ASE calculator relaxes one
+    structure at a time. In the batched path a CHGNet graph with an isolated atom (none
+    within 6 Å) fails its structure, as it fails a single-point energy.
+    """
+    energy_model = make_energy_model(model)
+    options = {"fmax": fmax, "max_steps": max_steps, "relax_cell": relax_cell, "skip": skip}
+    if energy_model.batched_forces:
+        return relax_batched(
+            structures,
+            energy_model.evaluate_batch,
+            batch_size=int(getattr(energy_model, "batch_size", 64)),
+            progress=progress,
+            **options,
+        )
+    calculator = energy_model.ase_calculator()
+    out = []
+    for structure in structures:
+        out.append(relax_serial(structure, calculator, **options))
+        if progress:
+            progress(1)
+    return out

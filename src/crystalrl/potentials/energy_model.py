@@ -1,0 +1,55 @@
+"""What every potential is to the rest of the package: energies per atom, NaN where it fails.
+
+E_hull is only meaningful when the generated structures and the reference hull are
+evaluated with the same potential, so every energy model carries a ``key`` that names the
+potential and its weights; cached reference energies are keyed by it.
+A structure the potential cannot handle (isolated atoms, overlapping atoms, a broken
+cell) gets NaN, never an exception: callers treat NaN as a failed energy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+#: What a potential raises on a structure it cannot handle (isolated or overlapping atoms,
+#: a broken cell, an element it has no parameters for: CHGNet's ValueError and
+#: RuntimeError, ASE's CalculatorError and NotImplementedError, torch's RuntimeError and
+#: IndexError, numpy's LinAlgError). Such a structure gets NaN; anything else (a TypeError,
+#: an AttributeError) is a bug and propagates. Evaluation counts the NaNs (energy_failed).
+POTENTIAL_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    RuntimeError,
+    ArithmeticError,
+    IndexError,
+    KeyError,
+)
+
+
+class EnergyModel:
+    """Energies per atom (eV/atom) of pymatgen structures; NaN where the model fails."""
+
+    #: Identifies the potential and its weights; part of every cache key.
+    key: str = "undefined"
+
+    def energies(
+        self, structures: Sequence, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def ase_calculator(self) -> Any:
+        """An ASE calculator with forces and stress: what
+        :func:`crystalrl.potentials.relax` drives."""
+        raise NotImplementedError
+
+    #: A potential that predicts many structures in one call sets this and implements
+    #: :meth:`evaluate_batch`; :func:`crystalrl.potentials.relax` then steps its
+    #: structures together.
+    batched_forces: bool = False
+
+    def evaluate_batch(self, atoms_list: Sequence) -> list:
+        """Energy (eV), forces (eV/Å) and stress (eV/Å³) of ASE ``Atoms`` in one call each
+        batch; ``None`` for a structure the potential fails on."""
+        raise NotImplementedError
