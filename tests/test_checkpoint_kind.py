@@ -31,7 +31,7 @@ def test_the_stage_of_a_checkpoint_is_told_by_its_hyper_parameters(ckpt, kind):
 
 
 def test_an_ldm_checkpoint_as_vae_ckpt_path_is_named(tmp_path):
-    from crystalrl.evaluate import load_vae_or_none
+    from crystalrl.config_values import load_vae_or_none
 
     ldm = _save(tmp_path, "ldm", {"denoiser": {}, "diffusion": {}, "vae_ckpt_path": None})
     with pytest.raises(UnreadableCheckpointError) as err:

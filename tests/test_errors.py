@@ -50,7 +50,7 @@ def test_missing_ldm_ckpt_path_names_the_key_the_path_and_the_known_names(
 
 
 def test_missing_vae_ckpt_path_names_the_key_and_the_path(tmp_path):
-    from crystalrl.evaluate import load_vae_or_none
+    from crystalrl.config_values import load_vae_or_none
     from crystalrl.ldm.module import LDMModule
 
     missing = tmp_path / "vae.ckpt"
@@ -219,7 +219,7 @@ def test_energy_failures_are_counted_not_hidden(perov_small, tmp_path, capsys):
     """EMT has no parameters for Fe: its energy is NaN and the summary says so."""
     from pymatgen.core import Lattice, Structure
 
-    from crystalrl.evaluate import print_summary
+    from crystalrl.evaluation import print_summary
     from crystalrl.metrics.metrics import Metrics
     from crystalrl.reference import Reference
 

@@ -393,7 +393,7 @@ def test_metric_values_of_hacking_signs_on_known_cells(emt_reference):
 
 
 def test_evaluate_without_a_vae_skips_diversity(emt_reference, emt_val):
-    from crystalrl.evaluate import evaluate_structures
+    from crystalrl.evaluation import evaluate_structures
 
     with pytest.warns(UserWarning, match="diversity"):
         m = evaluate_structures(

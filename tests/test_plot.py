@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crystalrl.plot import main, read_metrics
+from crystalrl.plot import main
+from crystalrl.reporting.curves import read_metrics
 
 
 def _write(run: Path, version: int, rows: list[dict]) -> None:

@@ -157,7 +157,7 @@ def test_support_counts_compounds_of_a_system_and_its_subsystems():
 
 
 def test_evaluate_names_the_unsupported_systems(caplog):
-    from crystalrl.evaluate import warn_unsupported
+    from crystalrl.evaluation import warn_unsupported
 
     frame = pd.DataFrame(
         {

@@ -53,7 +53,7 @@ def test_report_is_self_contained_with_curves_table_and_grids(run_dir, samples, 
 
 
 def test_evaluate_csv_next_to_the_samples_is_reused_and_ranks(run_dir, samples, tmp_path):
-    from crystalrl.report import evaluate_samples
+    from crystalrl.evaluation import evaluate_samples
 
     tuned = samples[1]
     first = evaluate_samples(tuned, "tuned", ["structure_validity"])

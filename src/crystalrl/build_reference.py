@@ -91,11 +91,11 @@ def build(
 def main(cfg: DictConfig) -> dict:
     import torch
 
-    from crystalrl.evaluate import _optional, load_vae_or_none, potential_spec
+    from crystalrl.config_values import load_vae_or_none, optional, potential_spec
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
-    vae = load_vae_or_none(_optional(cfg, "vae_ckpt_path"))
+    vae = load_vae_or_none(optional(cfg, "vae_ckpt_path"))
     if vae is None:
         log.warning("no VAE: reference features are not built")
     potential = potential_spec(cfg)

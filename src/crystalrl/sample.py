@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig
 
 from crystalrl.config import CONFIG_DIR
-from crystalrl.metrics.structures_io import write_structures_json
 
 
 def generate_structures(
@@ -66,16 +64,6 @@ def generate_structures(
                 on_batch(done)
             structures += done
     return structures
-
-
-def write_structures(structures: list, output_dir: str | Path, write_cifs: bool = True) -> Path:
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if write_cifs:
-        for i, s in enumerate(structures):
-            if s is not None:
-                s.to(filename=str(out / f"{i:06d}_{s.composition.reduced_formula}.cif"))
-    return write_structures_json(structures, out / "samples.json.gz")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")

@@ -1,4 +1,5 @@
-"""Read generated structures for evaluation: a folder of CIFs, a JSON list, or a CSV.
+"""Read generated structures for evaluation (a folder of CIFs, a JSON list, or a CSV) and
+write them as the sampler does, so that every layer reads and writes one layout.
 
 An entry that cannot be read becomes ``None`` rather than an error: a generator that
 writes a broken file has produced a failed structure, and evaluation should count it.
@@ -267,3 +268,16 @@ def write_structures_json(structures, path: str | os.PathLike) -> Path:
     with opener(path, "wt") as fh:
         json.dump(data, fh)
     return path
+
+
+def write_structures(structures: list, output_dir: str | Path, write_cifs: bool = True) -> Path:
+    """A folder as ``crystalrl.sample`` leaves it: ``samples.json.gz`` (``null`` for a
+    missing structure, so that rates still count it) and, with ``write_cifs``, one CIF per
+    structure named by its position, so that a folder of results reads like one of samples."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if write_cifs:
+        for i, s in enumerate(structures):
+            if s is not None:
+                s.to(filename=str(out / f"{i:06d}_{s.composition.reduced_formula}.cif"))
+    return write_structures_json(structures, out / SAMPLES)
