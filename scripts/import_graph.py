@@ -135,7 +135,9 @@ def imported_commands(graph: dict[str, set[str]], commands: set[str]) -> list[tu
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 on a cycle or imported command")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 on a cycle or imported command"
+    )
     args = parser.parse_args()
     graph, commands = import_graph()
     if not args.check:

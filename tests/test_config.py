@@ -277,7 +277,7 @@ def _closed_form_factor(step: int, name: str, warmup: int, total: int, min_ratio
 def test_lr_schedule_is_warm_up_then_cosine_to_min_lr_ratio(name, warmup, total):
     import torch
 
-    from crystalrl.training import build_scheduler
+    from crystalrl.optimization import build_scheduler
 
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
     sched = build_scheduler(opt, {"name": name, "total_steps": total, "min_lr_ratio": 0.05}, warmup)
@@ -319,7 +319,7 @@ def test_a_checkpoint_with_the_old_scheduler_state_resumes_at_its_step(old_class
 
     import torch
 
-    from crystalrl.training import build_scheduler
+    from crystalrl.optimization import build_scheduler
 
     cfg = {"name": "cosine", "total_steps": 100, "min_lr_ratio": 0.05}
     warmup = 10 if old_class == "LambdaLR" else 0

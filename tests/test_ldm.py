@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler, gaussian_kl, gaussian_log_prob
-from crystalrl.ldm.export import export_ldm
+from crystalrl.ldm.exporting import export_ldm
 from crystalrl.ldm.module import LDMModule, load_ldm
 
 

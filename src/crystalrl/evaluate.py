@@ -93,7 +93,7 @@ def load_vae_or_none(path: str | None, key: str = "vae_ckpt_path"):
     """
     if not path:
         return None
-    from crystalrl.hub import ChecksumMismatchError, UnreadableCheckpointError
+    from crystalrl.checkpoint_registry import ChecksumMismatchError, UnreadableCheckpointError
     from crystalrl.vae.module import load_vae
 
     try:

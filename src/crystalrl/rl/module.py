@@ -25,9 +25,9 @@ from crystalrl.checks import raise_problems, rl_problems
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import gaussian_kl, gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
+from crystalrl.optimization import build_scheduler
 from crystalrl.rewards.reward import RewardFunction, RewardOutput, as_reward_function
 from crystalrl.rl.grpo import StepLoss, group_advantages, grpo_step_loss
-from crystalrl.training import build_scheduler
 from crystalrl.vae.module import encoder_mismatch, init_args, load_vae
 
 DEFAULT_RL_CONFIGS: dict[str, Any] = {
