@@ -90,13 +90,17 @@ def test_cpu_dng_experiment_keeps_the_paper_reward(monkeypatch, tmp_path):
 def test_the_rl_config_lists_every_rl_option_at_its_default(monkeypatch, tmp_path):
     """The config is where users read and override the options: one missing there cannot
     be set from the command line without a '+', and a default that differs from the
-    module's would make the same run behave differently from Python and from the CLI."""
-    from crystalrl.rl.module import DEFAULT_RL_CONFIGS, DEFAULT_SAMPLING
+    dataclass's would make the same run behave differently from Python and from the CLI."""
+    from dataclasses import asdict
+
+    from crystalrl.rl.config import GRPOConfig, OptimizerConfig, RolloutConfig
 
     monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
     rl = OmegaConf.to_container(_compose("train_rl", []).rl_module)
-    assert rl["rl_configs"] == DEFAULT_RL_CONFIGS
-    assert rl["sampling_configs"] == DEFAULT_SAMPLING
+    assert rl["rl_configs"] == asdict(GRPOConfig())
+    assert rl["sampling_configs"] == asdict(RolloutConfig())
+    optimizer = {k: v for k, v in rl["optimizer"].items() if not k.startswith("_")}
+    assert optimizer == asdict(OptimizerConfig())
 
 
 # ---------------------------------------------------------------------- the reward configs
