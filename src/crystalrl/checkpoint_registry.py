@@ -20,8 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 class UnknownCheckpointError(KeyError, FileNotFoundError):
     """A name that is neither in the registry nor an existing file.
 
-    Both a failed registry lookup and a missing file, so code that catches either (as
-    code did before checkpoints were resolved here) keeps catching it.
+    Both a failed registry lookup and a missing file, so code that catches either keeps
+    catching it.
     """
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable

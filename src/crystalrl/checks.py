@@ -1,6 +1,6 @@
 """Checks of a command's numbers before any work starts.
 
-A bad GRPO, sampling or evaluation setting used to surface as a torch or numpy error
+Unchecked, a bad GRPO, sampling or evaluation setting surfaces as a torch or numpy error
 deep inside the first rollout (or, worse, as a run that trains on zero advantages). Each
 check here names the config key, the value given and the values accepted; every problem
 of a config is reported at once, so one rerun fixes them all.
