@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from crystalrl.checkpoint_kind import checkpoint_kind
-from crystalrl.hub import UnreadableCheckpointError
+from crystalrl.checkpoint_registry import UnreadableCheckpointError
 
 
 def _save(tmp_path, name: str, hparams: dict, **extra) -> str:

@@ -90,13 +90,17 @@ def test_cpu_dng_experiment_keeps_the_paper_reward(monkeypatch, tmp_path):
 def test_the_rl_config_lists_every_rl_option_at_its_default(monkeypatch, tmp_path):
     """The config is where users read and override the options: one missing there cannot
     be set from the command line without a '+', and a default that differs from the
-    module's would make the same run behave differently from Python and from the CLI."""
-    from crystalrl.rl.module import DEFAULT_RL_CONFIGS, DEFAULT_SAMPLING
+    dataclass's would make the same run behave differently from Python and from the CLI."""
+    from dataclasses import asdict
+
+    from crystalrl.rl.config import GRPOConfig, OptimizerConfig, RolloutConfig
 
     monkeypatch.setenv("CRYSTALRL_DATA_DIR", str(tmp_path))
     rl = OmegaConf.to_container(_compose("train_rl", []).rl_module)
-    assert rl["rl_configs"] == DEFAULT_RL_CONFIGS
-    assert rl["sampling_configs"] == DEFAULT_SAMPLING
+    assert rl["rl_configs"] == asdict(GRPOConfig())
+    assert rl["sampling_configs"] == asdict(RolloutConfig())
+    optimizer = {k: v for k, v in rl["optimizer"].items() if not k.startswith("_")}
+    assert optimizer == asdict(OptimizerConfig())
 
 
 # ---------------------------------------------------------------------- the reward configs
@@ -277,7 +281,7 @@ def _closed_form_factor(step: int, name: str, warmup: int, total: int, min_ratio
 def test_lr_schedule_is_warm_up_then_cosine_to_min_lr_ratio(name, warmup, total):
     import torch
 
-    from crystalrl.training import build_scheduler
+    from crystalrl.optimization import build_scheduler
 
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
     sched = build_scheduler(opt, {"name": name, "total_steps": total, "min_lr_ratio": 0.05}, warmup)
@@ -319,7 +323,7 @@ def test_a_checkpoint_with_the_old_scheduler_state_resumes_at_its_step(old_class
 
     import torch
 
-    from crystalrl.training import build_scheduler
+    from crystalrl.optimization import build_scheduler
 
     cfg = {"name": "cosine", "total_steps": 100, "min_lr_ratio": 0.05}
     warmup = 10 if old_class == "LambdaLR" else 0

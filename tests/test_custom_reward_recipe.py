@@ -117,7 +117,7 @@ def test_the_experiments_custom_entry_takes_a_class_by_path_too(user_reward):
                 "rl_module.reward_fn.components.custom.fn=my_rewards.DensityAbove",
             ],
         )
-    from crystalrl.checks import check_rl_config
+    from crystalrl.rl.checks import check_rl_config
 
     check_rl_config(cfg)  # accepted before any work
     reward = instantiate(cfg.rl_module.reward_fn, _convert_="all")
@@ -146,7 +146,8 @@ NOT_CALLABLE = 3
     ],
 )
 def test_a_custom_fn_that_cannot_work_is_refused_naming_the_key(user_reward, fn, says):
-    from crystalrl.checks import SettingError, check_rl_config
+    from crystalrl.checks import SettingError
+    from crystalrl.rl.checks import check_rl_config
 
     (user_reward.parent / "my_rewards.py").write_text(MY_REWARDS + NEEDS_ARGS)
     key = "rl_module.reward_fn.components.small_cells.fn"

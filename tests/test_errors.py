@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from crystalrl.hub import (
+from crystalrl.checkpoint_registry import (
     ChecksumMismatchError,
     UnknownCheckpointError,
     UnreadableCheckpointError,

@@ -94,7 +94,7 @@ class DensityReward:
 
 def _tiny_rl(tiny_vae_ckpt, tmp_path, channels: dict, **rl_configs):
     """An RLModule over a one-block DiT whose output depends on its weights."""
-    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.exporting import export_ldm
     from crystalrl.ldm.module import LDMModule
     from crystalrl.rl.module import RLModule
 
@@ -283,7 +283,7 @@ def test_step_distribution_per_row_indices_match_one_index(tiny_vae_ckpt, sample
 
 
 def test_rl_refuses_a_vae_from_another_latent_space(tiny_vae_ckpt, tmp_path):
-    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.exporting import export_ldm
     from crystalrl.ldm.module import LDMModule
     from crystalrl.rl.module import RLModule
     from crystalrl.vae.module import VAEModule, encoder_mismatch, load_vae
@@ -312,7 +312,7 @@ def test_rl_refuses_a_vae_from_another_latent_space(tiny_vae_ckpt, tmp_path):
 
 
 def _tiny_ldm_path(tiny_vae_ckpt, tmp_path) -> str:
-    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.exporting import export_ldm
     from crystalrl.ldm.module import LDMModule
 
     torch.manual_seed(0)

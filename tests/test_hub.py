@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from crystalrl.hub import UnknownCheckpointError, load_registry, resolve, sha256_of
+from crystalrl.checkpoint_registry import UnknownCheckpointError, load_registry, resolve, sha256_of
 
 
 @pytest.fixture
@@ -52,14 +52,14 @@ def test_checksum_mismatch_and_missing_file_are_errors(registry):
 
 
 def test_shipped_registry_entries_verify():
-    from crystalrl.hub import load_registry
+    from crystalrl.checkpoint_registry import load_registry
 
     for name in load_registry():
         assert resolve(name)
 
 
 def test_register_writes_a_verifiable_entry(tmp_path):
-    from crystalrl.hub import load_registry, register
+    from crystalrl.checkpoint_registry import load_registry, register
 
     reg = tmp_path / "registry.yaml"
     ckpt = tmp_path / "sub" / "m.ckpt"
@@ -85,3 +85,14 @@ def test_every_shipped_checkpoint_loads_with_todays_code(name):
         loader = load_predictor
     module = loader(resolve(name))
     assert not module.training and sum(p.numel() for p in module.parameters()) > 0
+
+
+def test_hub_command_registers_and_verifies(tmp_path, monkeypatch, capsys):
+    from crystalrl.hub import main
+
+    monkeypatch.setenv("CRYSTALRL_REGISTRY", str(tmp_path / "registry.yaml"))
+    (tmp_path / "m.ckpt").write_bytes(b"abc")
+    assert main(["register", "m", str(tmp_path / "m.ckpt"), "--command", "python -m x"]) == 0
+    assert main(["verify"]) == 0
+    out = capsys.readouterr().out
+    assert "registered m: m.ckpt" in out and "m.ckpt  ok" in out

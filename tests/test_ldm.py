@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler, gaussian_kl, gaussian_log_prob
-from crystalrl.ldm.export import export_ldm
+from crystalrl.ldm.exporting import export_ldm
 from crystalrl.ldm.module import LDMModule, load_ldm
 
 
@@ -187,8 +187,12 @@ def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
     import sys
 
     torch.manual_seed(0)
-    src = LDMModule(
-        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
+    src = LDMModule(  # the tokens and pair bias of the default ldm_module config, tiny
+        vae_ckpt_path=tiny_vae_ckpt,
+        denoiser=dict(hidden_size=32, depth=1, num_heads=2, pair_freqs=4, pair_rbf=16),
+        position_scale=1.5,
+        lattice_scale=1.0,
+        precompute_latents=True,
     )
     torch.nn.init.normal_(src.denoiser.final_layer.linear.weight, std=0.1)
     src.latent_std.fill_(0.37)

@@ -231,7 +231,7 @@ def test_an_empty_csv_is_refused_naming_the_key_and_the_file(tmp_path):
 def test_sample_writes_marks_and_refuses_to_mix_runs(tiny_vae_ckpt, tmp_path, hydra_compose):
     import torch
 
-    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.exporting import export_ldm
     from crystalrl.ldm.module import LDMModule
     from crystalrl.sample import run
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from crystalrl.checks import (
-    SettingError,
-    check_evaluate_config,
-    check_rl_config,
-    check_sample_config,
-)
+from crystalrl.checks import SettingError, check_evaluate_config, check_sample_config
+from crystalrl.rl.checks import check_rl_config
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from pymatgen.analysis.structure_matcher import StructureMatcher
 
-from crystalrl.training import export_checkpoint, load_module
+from crystalrl.checkpoint_io import export_checkpoint, load_module
 from crystalrl.vae.features import batch_features, structure_features
 from crystalrl.vae.model import vae_loss, wrapped_diff
 from crystalrl.vae.module import DEFAULT_LOSS_WEIGHTS, VAEModule, augment, load_vae

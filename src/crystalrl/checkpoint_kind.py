@@ -46,7 +46,7 @@ def check_kind(
 ) -> None:
     """Refuse a checkpoint of another stage than ``expected``, naming the key, the file
     and what the file is. A checkpoint whose stage cannot be told is let through."""
-    from crystalrl.hub import UnreadableCheckpointError, resolve_checkpoint
+    from crystalrl.checkpoint_registry import UnreadableCheckpointError, resolve_checkpoint
 
     kind = checkpoint_kind(ckpt)
     if kind is None or kind in expected:

@@ -1,6 +1,6 @@
 """Checks of a command's numbers before any work starts.
 
-A bad GRPO, sampling or evaluation setting used to surface as a torch or numpy error
+Unchecked, a bad GRPO, sampling or evaluation setting surfaces as a torch or numpy error
 deep inside the first rollout (or, worse, as a run that trains on zero advantages). Each
 check here names the config key, the value given and the values accepted; every problem
 of a config is reported at once, so one rerun fixes them all.
@@ -82,45 +82,6 @@ def raise_problems(problems: Iterable[str | None], what: str) -> None:
         raise SettingError(f"{len(found)} settings of {what} are out of range:\n{lines}")
 
 
-# ---------------------------------------------------------------------- RL
-def rl_problems(
-    rl: Mapping[str, Any], sampling: Mapping[str, Any], prefix: str = "rl_module"
-) -> list[str | None]:
-    """Problems of GRPO's ``rl_configs`` and the rollouts' ``sampling_configs``.
-
-    ``num_group_samples`` must be at least 2: the advantages are rewards relative to their
-    group, so a group of one has zero advantages and the run would train on nothing.
-    """
-    r, s = f"{prefix}.rl_configs", f"{prefix}.sampling_configs"
-    out = [
-        number_problem(
-            f"{r}.clip_ratio", rl.get("clip_ratio"), low=0, high=1, low_open=True, high_open=True
-        ),
-        number_problem(f"{r}.kl_weight", rl.get("kl_weight"), low=0),
-        number_problem(f"{r}.entropy_weight", rl.get("entropy_weight"), low=0),
-        number_problem(f"{r}.num_group_samples", rl.get("num_group_samples"), integer=True, low=2),
-        number_problem(f"{r}.num_inner_batch", rl.get("num_inner_batch"), integer=True, low=1),
-        number_problem(f"{r}.max_grad_norm", rl.get("max_grad_norm"), low=0, low_open=True),
-        number_problem(
-            f"{r}.train_step_fraction", rl.get("train_step_fraction"), low=0, high=1, low_open=True
-        ),
-        number_problem(f"{r}.update_step_batch", rl.get("update_step_batch"), integer=True, low=0),
-        number_problem(
-            f"{r}.val_num_group_samples",
-            rl.get("val_num_group_samples"),
-            integer=True,
-            low=1,
-            optional=True,
-        ),
-        choice_problem(f"{r}.group_reward_norm", rl.get("group_reward_norm"), (True, False)),
-        choice_problem(f"{r}.kl_reference", rl.get("kl_reference"), ("rollout", "initial")),
-        choice_problem(
-            f"{r}.policy_precision", str(rl.get("policy_precision")), ("32", "bf16-mixed")
-        ),
-    ]
-    return out + sampling_problems(sampling, s)
-
-
 def sampling_problems(sampling: Mapping[str, Any], prefix: str = "") -> list[str | None]:
     """Problems of a sampler's name, step count and DDIM noise ``eta``."""
     p = f"{prefix}." if prefix else ""
@@ -140,63 +101,6 @@ def optimizer_problems(optimizer: Mapping[str, Any] | None, prefix: str) -> list
         out.append(number_problem(f"{prefix}.lr", optimizer["lr"], low=0, low_open=True))
     if "weight_decay" in optimizer:
         out.append(number_problem(f"{prefix}.weight_decay", optimizer["weight_decay"], low=0))
-    return out
-
-
-def check_rl_config(cfg: Mapping[str, Any]) -> None:
-    """Every number of ``train_rl``'s config that shapes the work, before any of it.
-
-    ``cfg`` is the composed config; the module's defaults fill keys it leaves out, so a
-    key the user did not write is judged by the value the run would use."""
-    from crystalrl.rl.module import DEFAULT_RL_CONFIGS, DEFAULT_SAMPLING
-
-    module = cfg.get("rl_module") or {}
-    rl = {**DEFAULT_RL_CONFIGS, **(module.get("rl_configs") or {})}
-    sampling = {**DEFAULT_SAMPLING, **(module.get("sampling_configs") or {})}
-    data = cfg.get("data") or {}
-    problems = rl_problems(rl, sampling)
-    problems += optimizer_problems(module.get("optimizer"), "rl_module.optimizer")
-    problems.append(number_problem("data.batch_size", data.get("batch_size"), integer=True, low=1))
-    trainer = cfg.get("trainer") or {}
-    if "max_steps" in trainer:
-        problems.append(
-            number_problem("trainer.max_steps", trainer.get("max_steps"), integer=True, low=1)
-        )
-    problems += custom_reward_problems((module.get("reward_fn") or {}).get("components"))
-    raise_problems(problems, "train_rl")
-    rows = int(float(data.get("batch_size") or 1)) * int(float(rl["num_group_samples"]))
-    if int(float(rl["num_inner_batch"])) > rows:
-        raise SettingError(
-            f"rl_module.rl_configs.num_inner_batch={rl['num_inner_batch']!r}: expected an "
-            f"integer in [1, {rows}] (data.batch_size × num_group_samples trajectories per "
-            "step are split into this many chunks)"
-        )
-
-
-def custom_reward_problems(components: Any) -> list[str | None]:
-    """Problems of each custom reward's ``fn``, under the key the user wrote it at.
-
-    The component itself only learns its name after it is built, so its own error could
-    name the wrong key; here each entry of the mapping is judged under its own name."""
-    from crystalrl.rewards.user_function import component_key, resolve_reward_function
-
-    if isinstance(components, Mapping):
-        named = [(str(k), c) for k, c in components.items()]
-    elif isinstance(components, Iterable) and not isinstance(components, str | bytes):
-        named = [(str(i), c) for i, c in enumerate(components)]
-    else:
-        return []
-    out: list[str | None] = []
-    for name, component in named:
-        if not isinstance(component, Mapping):
-            continue
-        target = str(component.get("_target_") or "")
-        if target.rpartition(".")[2] != "CustomReward" or isinstance(component.get("fn"), Mapping):
-            continue  # a node is built (and checked) by Hydra with its arguments
-        try:
-            resolve_reward_function(component.get("fn"), component_key(name))
-        except SettingError as exc:
-            out.append(str(exc))
     return out
 
 

@@ -7,16 +7,16 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from crystalrl.hub import PROJECT_ROOT, resolve_checkpoint
+from crystalrl.checkpoint_registry import PROJECT_ROOT, resolve_checkpoint
 
 #: The config tree lives at the repository root, beside ``checkpoints/``.
 CONFIG_DIR = str(PROJECT_ROOT / "configs")
 
 
 def hub_resolver(name: str, _node_: Any = None) -> str:
-    """``${hub:NAME}``: :func:`crystalrl.hub.resolve_checkpoint` told the key being resolved,
-    because Hydra resolves a node's copy while instantiating it and its error would
-    otherwise name only the value."""
+    """``${hub:NAME}``: :func:`crystalrl.checkpoint_registry.resolve_checkpoint` told the
+    key being resolved, because Hydra resolves a node's copy while instantiating it and its
+    error would otherwise name only the value."""
     key = None
     if _node_ is not None:
         try:

@@ -24,13 +24,13 @@ SETUP_FILES = ("config.yaml",)
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors whose message says all a user needs: the key, the value, what to do."""
-    from crystalrl.checks import SettingError
-    from crystalrl.data.parse import DatasetError
-    from crystalrl.hub import (
+    from crystalrl.checkpoint_registry import (
         ChecksumMismatchError,
         UnknownCheckpointError,
         UnreadableCheckpointError,
     )
+    from crystalrl.checks import SettingError
+    from crystalrl.data.parse import DatasetError
     from crystalrl.output_paths import OutputPathError
     from crystalrl.reference.datasets import ReferenceDatasetError
     from crystalrl.resume_check import ResumeSettingsError

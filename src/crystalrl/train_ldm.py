@@ -21,7 +21,7 @@ def main(cfg: DictConfig) -> dict:
 
 def run(cfg: DictConfig) -> dict:
     """The run; a user error before training leaves no empty run folder."""
-    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.exporting import export_ldm
     from crystalrl.training import fit, instantiate_stage, setup_run
 
     setup_run(cfg)

@@ -26,8 +26,9 @@ def run(cfg: DictConfig) -> dict:
     """The run; a user error before training leaves no empty run folder."""
     import lightning as L
 
+    from crystalrl.checkpoint_io import export_checkpoint
     from crystalrl.predictor.module import load_predictor
-    from crystalrl.training import export_checkpoint, fit, setup_run
+    from crystalrl.training import fit, setup_run
 
     setup_run(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)

@@ -44,8 +44,8 @@ def train(cfg: DictConfig) -> dict:
 
 def run(cfg: DictConfig) -> dict:
     """The run, its numbers and training set checked before any model is loaded."""
-    from crystalrl.checks import check_rl_config
-    from crystalrl.ldm.export import export_ldm
+    from crystalrl.ldm.exporting import export_ldm
+    from crystalrl.rl.checks import check_rl_config
     from crystalrl.training import fit, setup_run
 
     check_rl_config(cfg)

@@ -21,7 +21,8 @@ def main(cfg: DictConfig) -> dict:
 
 def run(cfg: DictConfig) -> dict:
     """The run; a user error before training leaves no empty run folder."""
-    from crystalrl.training import export_checkpoint, fit, instantiate_stage, setup_run
+    from crystalrl.checkpoint_io import export_checkpoint
+    from crystalrl.training import fit, instantiate_stage, setup_run
 
     setup_run(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)

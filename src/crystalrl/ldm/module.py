@@ -25,11 +25,11 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
+from crystalrl.checkpoint_io import ANY_VALUE, drop_retired
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler, sampling_noise
 from crystalrl.ldm.dit import DIT_CONFIGS, DiT
 from crystalrl.ldm.tokens import channels_to_lattice, lattice_channels, position_channels
-from crystalrl.training import ANY_VALUE, drop_retired
 from crystalrl.vae.model import circle_to_frac
 from crystalrl.vae.module import VAEModule, augment, init_args, load_vae
 
@@ -237,7 +237,7 @@ class LDMModule(L.LightningModule):
         self.log("val/total_loss", loss, prog_bar=True, batch_size=len(batch), sync_dist=True)
 
     def configure_optimizers(self):
-        from crystalrl.training import build_optimizer
+        from crystalrl.optimization import build_optimizer
 
         return build_optimizer(self.denoiser, self.hparams)
 
@@ -287,7 +287,7 @@ def load_ldm(path: str, map_location: str = "cpu", key: str | None = None) -> LD
     """An LDM (or RL-tuned LDM) in eval mode from a Lightning or exported checkpoint;
     ``key`` names the config key ``path`` came from in errors."""
     from crystalrl.checkpoint_kind import check_kind
-    from crystalrl.hub import load_checkpoint
+    from crystalrl.checkpoint_registry import load_checkpoint
 
     ckpt = load_checkpoint(path, key, map_location)
     check_kind(ckpt, ("LDM", "RL"), path, key)

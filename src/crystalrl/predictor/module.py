@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crystalrl.checkpoint_io import load_module
 from crystalrl.data.batch import CrystalBatch
-from crystalrl.training import SharedStepHooks, load_module
+from crystalrl.shared_step import SharedStepHooks
 from crystalrl.vae.module import VAEModule, init_args, load_vae
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalrl.hub import PROJECT_ROOT
+from crystalrl.checkpoint_registry import PROJECT_ROOT
 from crystalrl.reference.progress import progress_bar
 
 log = logging.getLogger("crystalrl")

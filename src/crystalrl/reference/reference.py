@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crystalrl.checkpoint_registry import sha256_of
 from crystalrl.data.parse import SPLITS, ParsedSplit, find_split_file
-from crystalrl.hub import sha256_of
 from crystalrl.potentials import EnergyModel, make_energy_model
 from crystalrl.reference.cache import (
     cache_root,

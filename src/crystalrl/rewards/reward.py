@@ -82,7 +82,7 @@ class RewardOutput:
 
 @runtime_checkable
 class RewardFunction(Protocol):
-    """What the RL stage needs of a reward (system spec, "Stage 3", step 3).
+    """What the RL stage needs of a reward.
 
     Called on a batch of structures (``None`` for failed decodes), it returns their
     rewards (read through :meth:`RewardOutput.of`); ``normalize_fn`` and ``eps`` are how

@@ -1,11 +1,11 @@
 """GRPO fine-tuning of the LDM's denoiser toward a reward (stage 3).
 
-One training step (see ``rl-training.md`` and the system spec, "Stage 3"):
-roll out B·G trajectories without gradients, decode and score them, turn rewards into
-group-relative advantages, then for each of ``num_inner_batch`` chunks recompute every
-denoising step's Gaussian with the current denoiser and follow the clipped surrogate
-(:mod:`crystalrl.rl.grpo`), back-propagating step by step so memory does not grow with T.
-Only the denoiser is trained; the VAE and any conditioning stay frozen.
+One training step rolls out B·G trajectories without gradients, decodes and scores them,
+turns rewards into group-relative advantages, then for each of ``num_inner_batch`` chunks
+recomputes every denoising step's Gaussian with the current denoiser and follows the
+clipped surrogate (:mod:`crystalrl.rl.grpo`), back-propagating step by step so memory does
+not grow with T. Only the denoiser is trained; the VAE and any conditioning stay frozen.
+The settings and their defaults are in :mod:`crystalrl.rl.config`.
 """
 
 from __future__ import annotations
@@ -14,56 +14,25 @@ import copy
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 
-from crystalrl.checks import raise_problems, rl_problems
+from crystalrl.checks import raise_problems
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import gaussian_kl, gaussian_log_prob
 from crystalrl.ldm.module import load_ldm
+from crystalrl.optimization import build_scheduler
 from crystalrl.rewards.reward import RewardFunction, RewardOutput, as_reward_function
+from crystalrl.rl.checks import rl_problems
+from crystalrl.rl.config import GRPOConfig, OptimizerConfig, RolloutConfig, with_defaults
 from crystalrl.rl.grpo import StepLoss, group_advantages, grpo_step_loss
-from crystalrl.training import build_scheduler
 from crystalrl.vae.module import encoder_mismatch, init_args, load_vae
 
-DEFAULT_RL_CONFIGS: dict[str, Any] = {
-    "clip_ratio": 0.001,
-    "kl_weight": 1.0,
-    "entropy_weight": 1e-5,
-    "num_group_samples": 64,
-    "group_reward_norm": True,
-    "num_inner_batch": 2,
-    "max_grad_norm": 1.0,
-    # beyond the seed, each off by default
-    "kl_reference": "rollout",  # or "initial": KL against the frozen starting denoiser
-    "train_step_fraction": 1.0,  # < 1: update on a random subset of the denoising steps
-    # denoising steps evaluated in one forward/backward of the update (1: one at a time,
-    # as the seed; 0: all of a chunk's steps at once); the gradient is the same
-    "update_step_batch": 1,
-    "val_num_group_samples": None,  # group size of validation rollouts (default: training's)
-    # the denoiser's calls in rollout and update: "32" or "bf16-mixed" (autocast; twice as
-    # fast on CPUs with AVX512-BF16/AMX, GPUs not measured); decoding, log-probs and loss fp32
-    "policy_precision": "32",
-}
 POLICY_PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16}
-DEFAULT_SAMPLING: dict[str, Any] = {
-    "sampler": "ddim",
-    "sampling_steps": 50,
-    "eta": 1.0,  # ddim only: 1 draws DDPM-like noise, 0 is deterministic
-}
-
-
-def _with_defaults(name: str, given: dict[str, Any] | None, defaults: dict[str, Any]) -> dict:
-    """``given`` over ``defaults``; a key with no default is a typo or a seed option that
-    nothing here reads, and is refused rather than silently ignored."""
-    unknown = set(given or {}) - set(defaults)
-    if unknown:
-        raise KeyError(f"unknown {name} keys {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **(given or {})}
 
 
 class RLModule(L.LightningModule):
@@ -85,8 +54,8 @@ class RLModule(L.LightningModule):
         hp = {k: v for k, v in init_args(locals()).items() if k not in ("reward_fn", "optimizer")}
         self.save_hyperparameters(hp)
         self.automatic_optimization = False
-        self.rl = _with_defaults("rl_configs", rl_configs, DEFAULT_RL_CONFIGS)
-        self.sampling = _with_defaults("sampling_configs", sampling_configs, DEFAULT_SAMPLING)
+        self.rl = with_defaults("rl_configs", rl_configs, GRPOConfig())
+        self.sampling = with_defaults("sampling_configs", sampling_configs, RolloutConfig())
         self.rl["policy_precision"] = str(self.rl["policy_precision"])
         # before the checkpoints load: a bad number fails in a second, naming its key
         raise_problems(rl_problems(self.rl, self.sampling), "RLModule")
@@ -158,7 +127,7 @@ class RLModule(L.LightningModule):
         opt = (
             self.optimizer_factory(params)
             if self.optimizer_factory is not None
-            else torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
+            else torch.optim.AdamW(params, **asdict(OptimizerConfig()))
         )
         sched = build_scheduler(opt, self.hparams.scheduler)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -9,8 +9,9 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
+from crystalrl.checkpoint_io import drop_retired, load_module
 from crystalrl.data.batch import CrystalBatch
-from crystalrl.training import SharedStepHooks, drop_retired, load_module
+from crystalrl.shared_step import SharedStepHooks
 from crystalrl.vae.model import CrystalVAE, vae_loss
 
 #: Submodules of :class:`CrystalVAE` that map a crystal to its latent.
