@@ -46,7 +46,7 @@ def load_vae_or_none(path: str | None, key: str = "vae_ckpt_path") -> Any:
     """
     if not path:
         return None
-    from crystalrl.hub import ChecksumMismatchError, UnreadableCheckpointError
+    from crystalrl.checkpoint_registry import ChecksumMismatchError, UnreadableCheckpointError
     from crystalrl.vae.module import load_vae
 
     try:
