@@ -80,13 +80,14 @@ def batches(num: int, distance: float, samples: str | None, count: int) -> list[
     return [structures[i * num : (i + 1) * num] for i in range(count)]
 
 
-def main(
+def time_reward(
     num: int = 320,
     distance: float = 0.1,
     overrides: tuple[str, ...] = (),
     samples: str | None = None,
     repeats: int = 3,
 ) -> dict:
+    """The first call's seconds, then medians of the reward's and the energy model's."""
     torch.set_num_threads(2)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train_rl", overrides=["experiment=mp_20/rl_dng", *overrides])
@@ -129,6 +130,17 @@ def main(
         "detail": {k: round(v, 2) for k, v in timings.items()},
         "raw_means": {k: round(float(v.mean()), 4) for k, v in out.components.items()},
     }
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("num", nargs="?", type=int, default=320)
+    parser.add_argument("distance", nargs="?", type=float, default=0.1)
+    parser.add_argument("--samples", help="a model's samples instead of displaced MP-20")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls (medians)")
+    args, overrides = parser.parse_known_args(argv)
+    report = time_reward(args.num, args.distance, tuple(overrides), args.samples, args.repeats)
     for k, v in report.items():
         print(f"{k:>22}: {v}")
     print(json.dumps(report))
@@ -136,10 +148,4 @@ def main(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("num", nargs="?", type=int, default=320)
-    parser.add_argument("distance", nargs="?", type=float, default=0.1)
-    parser.add_argument("--samples", help="a model's samples instead of displaced MP-20")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls (medians)")
-    args, overrides = parser.parse_known_args()
-    main(args.num, args.distance, tuple(overrides), args.samples, args.repeats)
+    main()

@@ -60,7 +60,7 @@ def by_support(pred: np.ndarray, truth: np.ndarray, support: np.ndarray) -> dict
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", default=DEFAULT_REFERENCE)
     parser.add_argument("--fraction", type=float, default=0.1)
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument(
         "--kinds", nargs="+", default=list(HULL_KINDS), help="hull kinds of --candidates"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
     ref = Reference(args.reference, progress=False)
@@ -143,6 +143,7 @@ def main() -> None:
     if args.candidates:
         line["candidates"] = results
     print(json.dumps(line))
+    return line
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from crystalrl.metrics.structures_io import read_structures
+from crystalrl.metrics.validity import cell_collapsed
+from crystalrl.potentials import CHGNetEnergy, relax
+from crystalrl.potentials.relaxation import relax_serial
+
 
 def base_samples(n: int, folder: Path) -> Path:
     """``n`` samples of the shipped base model, as the README draws them."""
@@ -82,7 +87,7 @@ def compare(serial: list, batched: list) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("samples", nargs="?", help="structures to relax (default: base samples)")
     parser.add_argument("--n", type=int, default=200)
@@ -90,12 +95,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the potential's")
     parser.add_argument("--fmax", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=300)
-    args = parser.parse_args()
-
-    from crystalrl.metrics.structures_io import read_structures
-    from crystalrl.metrics.validity import cell_collapsed
-    from crystalrl.potentials import CHGNetEnergy, relax
-    from crystalrl.potentials.relaxation import relax_serial
+    args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(args.samples) if args.samples else base_samples(args.n, Path(tmp))
@@ -146,6 +146,7 @@ def main() -> None:
         "projected_1000_minutes": round(batched_per * 1000 / 60, 1),
     }
     print(json.dumps(line))
+    return line
 
 
 if __name__ == "__main__":

@@ -24,16 +24,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import crystalrl.metrics.definitions  # noqa: F401  (fills the registry)
+from crystalrl.metrics.registry import REGISTRY
+from crystalrl.rewards.reward import WATCH_METRICS
+
 TIME_KEYS = ("time/rollout", "time/decode", "time/rewards", "time/update")
 WINDOW = 50
-#: Signs of reward hacking the reward logs beside MSUN: their means over the last steps.
-SIGNS = (
-    "avg_MSUN_credible",
-    "avg_is_single_element",
-    "avg_MSUN_deep_below_hull",
-    "avg_is_supported",
-    "num_distinct_formulas",
-    "density_vs_reference",
+
+
+def logged_name(metric: str) -> str:
+    """The name a metric is logged under: per-structure metrics as their batch mean."""
+    return f"avg_{metric}" if REGISTRY[metric].column else metric
+
+
+#: Signs of reward hacking the reward logs beside MSUN (those it always watches, and those
+#: that come with MSUN and the hull): their means over the last steps.
+SIGNS = tuple(
+    logged_name(m)
+    for m in ("MSUN_credible", "MSUN_deep_below_hull", "is_supported", *WATCH_METRICS)
 )
 
 

@@ -1,146 +1,171 @@
-"""Time GRPO training steps at a given config, and the network work they cannot avoid.
+"""Time GRPO training steps at a given config, and the network work inside them.
 
-``python benchmarks/rl_step.py experiment=mp_20/rl_dng_cpu [overrides ...]``
+``python benchmarks/rl_step.py [--steps 3] experiment=mp_20/rl_dng_cpu [overrides ...]``
 
-For each step: seconds in rollout (sampling with trajectory), decoding to structures,
-rewards and the policy update, and the process's peak resident memory. Beside them the
-*network floor*: the same denoiser calls the step made — the rollout's forwards on the
-recorded latents, the update's forwards and backwards on the same stacked
-(trajectory, step) batches, at the policy's precision — timed alone, with nothing else
-around them. ``step_s`` is
-rollout + decode + update (the step without its rewards); ``step_floor_s`` is the rollout
-floor plus the update floor; their ratios say how much of a step is overhead rather than
-network.
+Runs :class:`crystalrl.rl.module.RLModule`'s own training steps under a Lightning Trainer,
+as ``train_rl`` does but without validation, checkpoints or loggers, and reports for each
+step the seconds the module records itself (rollout, decoding, rewards, policy update),
+the step's wall time and the process's peak resident memory. Beside them the *network
+time*: the seconds the denoisers spent in their forward and backward passes within those
+same steps, clocked by hooks on the modules, nothing of the step replaced. ``step_s`` is
+rollout + decode + update (the step without its rewards); ``*_over_network`` say how much
+of it is work around the network rather than the network itself (1.0: none).
 
-The first step also pays one-off costs (reference data, model loading), so it is run
-apart; the figures are medians over the next ``BENCH_STEPS`` (default 3) steps, each on
-its own batch of prompts (a step's cost grows with the atom counts it draws). The last
-line is one JSON object.
+The first step also pays one-off costs (reference data, worker pools) and is reported
+apart; the figures are medians over the next ``--steps`` steps, each on its own batch of
+prompts (a step's cost grows with the atom counts it draws). The last line is one JSON
+object.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import resource
 import statistics
-import sys
+import tempfile
 import time
-from types import SimpleNamespace
+import warnings
 
-import numpy as np
+import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from crystalrl.config import CONFIG_DIR
 from crystalrl.rl.module import RLModule
+from crystalrl.training import setup_run
 
 
-def rollout_floor(module: RLModule, traj: dict[str, torch.Tensor]) -> float:
-    """Seconds of the rollout's denoiser forwards alone, on the latents it visited."""
-    net, mask = module.policy_fn(), traj["mask"]
-    timesteps = module.sampler.schedule.timesteps[traj["chain_index"]]
-    start = time.perf_counter()
-    with torch.no_grad():
-        for k, t in enumerate(timesteps):
-            net(traj["latents"][:, k], t.expand(len(mask)), mask)
-    return time.perf_counter() - start
+class NetworkClock:
+    """Seconds inside the denoisers' forward and backward passes, by phase of the step.
+
+    A forward of the policy without gradients belongs to the rollout; the policy's forwards
+    with gradients, their backward passes (from the gradient reaching the network's output
+    to the last parameter's) and the frozen reference's forwards belong to the update.
+    """
+
+    def __init__(self, policy: torch.nn.Module, frozen: torch.nn.Module | None = None):
+        self.policy = policy
+        self.seconds = {"rollout": 0.0, "update": 0.0}
+        self._cuda = next(policy.parameters()).is_cuda
+        self._forward_start = 0.0
+        self._backward_start = 0.0
+        for net in (policy, frozen):
+            if net is not None:
+                net.register_forward_pre_hook(self._on_forward_start)
+                net.register_forward_hook(self._on_forward_end)
+        params = [p for p in policy.parameters() if p.requires_grad]
+        torch.autograd.graph.register_multi_grad_hook(params, self._on_backward_end)
+
+    def _now(self) -> float:
+        if self._cuda:  # the queued kernels belong to the pass that queued them
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _on_forward_start(self, module, args) -> None:
+        self._forward_start = self._now()
+
+    def _on_forward_end(self, module, args, output: torch.Tensor) -> None:
+        rollout = module is self.policy and not torch.is_grad_enabled()
+        self.seconds["rollout" if rollout else "update"] += self._now() - self._forward_start
+        if output.requires_grad:
+            output.register_hook(self._on_backward_start)
+
+    def _on_backward_start(self, grad: torch.Tensor) -> None:
+        self._backward_start = self._now()
+
+    def _on_backward_end(self, grads) -> None:
+        self.seconds["update"] += self._now() - self._backward_start
+
+    def take(self) -> dict[str, float]:
+        """The seconds clocked since the last call, by phase."""
+        out, self.seconds = self.seconds, {"rollout": 0.0, "update": 0.0}
+        return out
 
 
-def update_floor(module: RLModule, traj: dict[str, torch.Tensor]) -> float:
-    """Seconds of the update's denoiser forwards and backwards alone: the same chunks and
-    the same blocks of stacked denoising steps as :meth:`RLModule.policy_update`, with a
-    fixed linear function of the output standing in for the loss."""
-    net = module.policy_fn()
-    frozen = module.reference_denoiser
-    reference = None if frozen is None else module.policy_fn(frozen)
-    blocks = module.update_blocks(traj["stds"])
-    chunks = np.array_split(np.arange(len(traj["mask"])), int(module.rl["num_inner_batch"]))
-    timesteps = module.sampler.schedule.timesteps
-    start = time.perf_counter()
-    for idx in chunks:
-        for ks in blocks:
-            x, _, m, chain = module.stacked_pairs(traj, torch.as_tensor(idx), ks)
-            t = timesteps[chain]
-            net(x, t, m).sum().backward()
-            if reference is not None:  # kl_reference=initial: the frozen copy's forward
-                with torch.no_grad():
-                    reference(x, t, m)
-    elapsed = time.perf_counter() - start
-    module.ldm.denoiser.zero_grad(set_to_none=True)
-    return elapsed
+class StepTimes(L.Callback):
+    """Each training step's wall time, the module's own timings and the network's."""
+
+    def __init__(self, network: NetworkClock):
+        self.network = network
+        self.rows: list[dict] = []
+        self.first_batch_at: float | None = None
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+        if self.first_batch_at is None:
+            self.first_batch_at = self._start
+        self.network.take()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        total = time.perf_counter() - self._start
+        t, net = pl_module.timings, self.network.take()
+        self.rows.append(
+            {
+                "structures": len(batch) * int(pl_module.rl["num_group_samples"]),
+                "rollout_s": t["rollout"],
+                "decode_s": t["decode"],
+                "rewards_s": t["rewards"],
+                "update_s": t["update"],
+                "step_s": t["rollout"] + t["decode"] + t["update"],
+                "total_s": total,
+                "rollout_network_s": net["rollout"],
+                "update_network_s": net["update"],
+                "step_network_s": net["rollout"] + net["update"],
+            }
+        )
 
 
-def build(overrides: list[str]) -> tuple[RLModule, object, object]:
-    """The RL module outside a Trainer: optimiser, backward and logging stubbed to what
-    Lightning's manual optimisation would do, so the step's own work is what is timed."""
+def run_steps(overrides: list[str], steps: int) -> tuple[RLModule, StepTimes]:
+    """``1 + steps`` training steps of the composed ``train_rl`` config."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train_rl", overrides=overrides)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    torch.manual_seed(cfg.seed)
+    setup_run(cfg)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.rl_module, _convert_="all")
-    module.setup("fit")
-    opt = module.configure_optimizers()["optimizer"]
-    module.optimizers = lambda: SimpleNamespace(
-        zero_grad=opt.zero_grad, step=opt.step, optimizer=opt
-    )
-    module.manual_backward = lambda loss: loss.backward()
-    module.lr_schedulers = lambda: None
-    module.log_dict = module.log = lambda *a, **k: None
-    return module, datamodule, cfg
+    clock = StepTimes(NetworkClock(module.ldm.denoiser, module.reference_denoiser))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = instantiate(
+            cfg.trainer,
+            max_steps=1 + steps,
+            max_time=None,
+            limit_val_batches=0,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp,
+            callbacks=[clock],
+            logger=False,
+        )
+        trainer.fit(module, datamodule=datamodule)
+    return module, clock
 
 
-def main(overrides: list[str]) -> dict:
-    t0 = time.perf_counter()
-    module, datamodule, _ = build(overrides)
-    setup_s = time.perf_counter() - t0
-    recorded: dict = {}
-    rollout = module.rollout
-
-    def recording_rollout(*args, **kwargs):
-        recorded.update(rollout(*args, **kwargs))
-        return recorded
-
-    module.rollout = recording_rollout
-    batches = iter(datamodule.train_dataloader())
-    steps = 1 + int(os.environ.get("BENCH_STEPS", "3"))
-    results = []
-    for _ in range(steps):
-        batch = next(batches)
-        start = time.perf_counter()
-        module.training_step(batch, 0)
-        total = time.perf_counter() - start
-        t = module.timings
-        row = {
-            "rollout_s": t["rollout"],
-            "decode_s": t["decode"],
-            "rewards_s": t["rewards"],
-            "update_s": t["update"],
-            "step_s": t["rollout"] + t["decode"] + t["update"],
-            "total_s": total,
-            "rollout_floor_s": rollout_floor(module, recorded["traj"]),
-            "update_floor_s": update_floor(module, recorded["traj"]),
-        }
-        row["step_floor_s"] = row["rollout_floor_s"] + row["update_floor_s"]
-        results.append(row)
-    measured = results[1:]
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3, help="steps timed after the first")
+    parser.add_argument("overrides", nargs="*", help="train_rl overrides")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    module, clock = run_steps(args.overrides, args.steps)
+    first, measured = clock.rows[0], clock.rows[1:] or clock.rows
     med = {k: statistics.median(r[k] for r in measured) for k in measured[0]}
-    g = module.rl["num_group_samples"]
     report = {
-        "config": overrides,
-        "structures_per_step": len(batch) * g,
+        "config": args.overrides,
+        "structures_per_step": int(med.pop("structures")),
         "sampling_steps": module.sampler.num_steps,
         "update_step_batch": module.rl["update_step_batch"],
-        "setup_s": round(setup_s, 2),
-        "first_step_s": round(results[0]["total_s"], 2),
+        "policy_precision": module.rl["policy_precision"],
+        "setup_s": round(clock.first_batch_at - start, 2),
+        "first_step_s": round(first["total_s"], 2),
         "measured_steps": len(measured),
         **{k: round(v, 3) for k, v in med.items()},
-        "rollout_over_floor": round(med["rollout_s"] / med["rollout_floor_s"], 3),
-        "update_over_floor": round(med["update_s"] / med["update_floor_s"], 3),
-        "step_over_floor": round(med["step_s"] / med["step_floor_s"], 3),
+        "rollout_over_network": round(med["rollout_s"] / med["rollout_network_s"], 3),
+        "update_over_network": round(med["update_s"] / med["update_network_s"], 3),
+        "step_over_network": round(med["step_s"] / med["step_network_s"], 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": torch.get_num_threads(),
     }
@@ -151,4 +176,4 @@ def main(overrides: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -5,5 +5,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup_venv.sh
 export CRYSTALRL_DATA_DIR="${CRYSTALRL_DATA_DIR:-$root/../shared/datasets}"
-.venv/bin/ruff check src tests scripts
+.venv/bin/ruff check src tests scripts benchmarks
 .venv/bin/python -m pytest "$@"

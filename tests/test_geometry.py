@@ -56,15 +56,22 @@ def test_failed_structure_has_nan_figures():
     assert math.isnan(g.shortest_distance) and not g.physical
 
 
+def test_random_placement_keeps_cells_and_elements():
+    from crystalrl.metrics.geometry import random_placement
+
+    s = rock_salt()
+    out = random_placement([s, None], np.random.default_rng(0))
+    assert out[1] is None
+    assert out[0].lattice == s.lattice and out[0].species == s.species
+    assert not np.allclose(out[0].frac_coords, s.frac_coords)
+    assert ((out[0].frac_coords >= 0) & (out[0].frac_coords < 1)).all()
+
+
 def test_random_placement_is_less_physical_than_real_crystals(mp20_val_structures):
-    from crystalrl.metrics.geometry import geometry_arrays
+    from crystalrl.metrics.geometry import geometry_arrays, random_placement
 
     real = geometry_arrays(mp20_val_structures)
-    rng = np.random.default_rng(0)
-    shuffled = [
-        Structure(s.lattice, s.species, rng.random((len(s), 3))) for s in mp20_val_structures
-    ]
-    rand = geometry_arrays(shuffled)
+    rand = geometry_arrays(random_placement(mp20_val_structures, np.random.default_rng(0)))
     assert real["physical"].mean() == 1.0
     assert rand["physical"].mean() < 0.5
     assert np.median(rand["shortest_distance"]) < np.median(real["shortest_distance"]) - 0.5

@@ -5,7 +5,8 @@ than any real solid allows, so it cannot tell a model that learned where atoms g
 that places them at random. The contact ratio can: the shortest pair distance divided by
 the sum of the two atoms' radii (pymatgen's ``atomic_radius``), periodic images included.
 Every MP-20 crystal has a ratio of at least 0.7 (median 0.95); atoms placed uniformly at
-random in the same cells give a median of about 0.4. A crystal with ratio ≥
+random in the same cells give a median of about 0.4 (:func:`random_placement`, the
+baseline that knows cells and elements but no geometry). A crystal with ratio ≥
 :data:`PHYSICAL_CONTACT_RATIO` counts as contact-physical.
 """
 
@@ -76,3 +77,18 @@ def geometry_arrays(structures) -> dict[str, np.ndarray]:
         "contact_ratio": np.array([g.contact_ratio for g in geoms]),
         "physical": np.array([g.physical for g in geoms], dtype=bool),
     }
+
+
+def random_placement(structures: list, rng: np.random.Generator) -> list:
+    """The same cells and elements with every atom placed uniformly at random.
+
+    What a model that learned compositions and lattices but not where atoms go would
+    produce: the baseline beside which a model's geometry (and a denoiser's error on real
+    crystals, :func:`crystalrl.ldm.probes.eps_gap`) is judged. ``None`` stays ``None``.
+    """
+    from pymatgen.core import Structure
+
+    return [
+        None if s is None else Structure(s.lattice, s.species, rng.random((len(s), 3)))
+        for s in structures
+    ]
