@@ -21,9 +21,9 @@ import json
 
 import torch
 
+from crystalrl.checkpoint_registry import resolve
 from crystalrl.data.datamodule import CrystalDataModule, collate
 from crystalrl.data.parse import default_data_dir
-from crystalrl.checkpoint_registry import resolve
 from crystalrl.ldm.module import load_ldm
 from crystalrl.ldm.probes import START_STEPS, eps_mse, renoise_and_denoise
 from crystalrl.metrics.metrics import Metrics

@@ -21,9 +21,9 @@ import json
 import numpy as np
 import torch
 
+from crystalrl.checkpoint_registry import resolve
 from crystalrl.data.datamodule import CrystalDataModule, collate
 from crystalrl.data.parse import default_data_dir
-from crystalrl.checkpoint_registry import resolve
 from crystalrl.ldm.module import LDMModule, load_ldm
 from crystalrl.ldm.probes import DISPLACEMENT, eps_gap, moved_atom_distances
 from crystalrl.metrics.geometry import random_placement
