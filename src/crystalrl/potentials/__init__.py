@@ -14,6 +14,7 @@ from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
 from crystalrl.potentials.from_config import make_energy_model
 from crystalrl.potentials.relax_result import RelaxResult, mean_displacement
 from crystalrl.potentials.relaxation import relax
+from crystalrl.potentials.sevennet import SevenNetEnergy
 
 __all__ = [
     "POTENTIAL_ERRORS",
@@ -21,6 +22,7 @@ __all__ = [
     "CHGNetEnergy",
     "EnergyModel",
     "RelaxResult",
+    "SevenNetEnergy",
     "make_energy_model",
     "mean_displacement",
     "relax",
