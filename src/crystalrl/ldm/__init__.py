@@ -1,4 +1,5 @@
 """Stage 2: the latent diffusion model (DiT denoiser, Gaussian diffusion, samplers, export).
 
-Imports data, vae and the training helpers; never rl, metrics or rewards.
+Imports data, vae, metrics.geometry (the probes' baseline) and the shared helpers
+(optimization, checkpoint_io, checkpoint_kind, checkpoint_registry); never rl or rewards.
 """

@@ -40,8 +40,8 @@ RETIRED_DENOISER_ARGS = {"cond_dim": 0, "cond_dropout_prob": ANY_VALUE}
 class LDMModule(L.LightningModule):
     """DiT + Gaussian diffusion over the per-atom latents of a frozen VAE."""
 
-    #: Options of a finished negative experiment (half of each batch at t < 100; README,
-    #: "Where atoms go"), dropped from older checkpoints when they load.
+    #: Options of a finished negative experiment (half of each batch at t < 100; docs/history.md,
+    #: "2026-11-25: stage 2 learns where atoms go"), dropped from older checkpoints when they load.
     RETIRED_HPARAMS: ClassVar[dict[str, Any]] = {
         "low_noise_fraction": 0.0,
         "low_noise_max_t": ANY_VALUE,

@@ -1,4 +1,4 @@
 """Metrics of generated structures (novelty, E_hull, validity, diversity) and their typed results.
 
-Imports reference, potentials, data and vae (features); never rewards, which sit above it.
+Imports reference, data and vae (features); never rewards or evaluation, which sit above it.
 """

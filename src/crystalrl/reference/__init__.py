@@ -1,6 +1,7 @@
 """Reference datasets and what derives from them: structures by formula, energies, hull, features.
 
-Imports data, vae (features), hub and potentials; never metrics or rewards, which sit above it.
+Imports data, vae (features), checkpoint_registry and potentials; never metrics or rewards,
+which sit above it.
 """
 
 from crystalrl.reference.datasets import (

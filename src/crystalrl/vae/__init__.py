@@ -1,4 +1,5 @@
 """Stage 1: the crystal VAE (model, Lightning module, features for diversity and predictors).
 
-Imports data and the training helpers; nothing above it (ldm, rl, metrics, rewards).
+Imports data and the shared helpers (checkpoint_io, shared_step); nothing above it (ldm, rl,
+metrics, rewards).
 """

@@ -62,7 +62,8 @@ class VAEModule(SharedStepHooks, L.LightningModule):
     """Trains :class:`CrystalVAE`; the checkpoint is what ``${hub:mp_20_vae}`` points at."""
 
     #: Options of a finished negative experiment (a decoder fine-tuned on noised latents;
-    #: README, "Where atoms go"), dropped from older checkpoints when they load.
+    #: docs/history.md, "2026-11-25: stage 2 learns where atoms go"), dropped from older
+    #: checkpoints when they load.
     RETIRED_HPARAMS: ClassVar[dict[str, Any]] = {"latent_noise": 0.0, "freeze_encoder": False}
 
     @classmethod
