@@ -6,7 +6,7 @@ name works wherever a file does and every file is checked and loaded as data onl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import lightning as L
 import torch
 
 from crystalrl.checkpoint_kind import KIND_OF_CLASS, check_kind
-from crystalrl.checkpoint_registry import load_checkpoint
+from crystalrl.checkpoint_registry import load_checkpoint, resolve_checkpoint
 
 #: Stands for "any value" in a table of retired options.
 ANY_VALUE = object()
@@ -75,3 +75,29 @@ def export_checkpoint(src: str, dst: str, half: bool = True, extra: dict | None 
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, dst)
     return dst
+
+
+def reexport_checkpoint(
+    path: str, load: Callable[[str], L.LightningModule], dst: str | None = None
+) -> str:
+    """Write ``path`` again (to ``dst``, else in place) as today's code stores it.
+
+    ``load`` is the stage's loader (:func:`crystalrl.ldm.module.load_ldm`, ...); the file
+    gets the hyper-parameters of the module it builds, and its own tensors, in their own
+    dtypes, each checked bit for bit against the loaded module's: only the record of the
+    options changes, never a weight. Other entries (``global_step``) are kept.
+    """
+    path = resolve_checkpoint(path)
+    ckpt = load_checkpoint(path)
+    module = load(path)
+    today = module.state_dict()
+    state = {}
+    for name, stored in ckpt["state_dict"].items():
+        state[name] = today[name].to(stored.dtype)
+        if not torch.equal(state[name], stored):
+            raise ValueError(f"{path}: {name} does not survive loading unchanged")
+    target = Path(dst or path)
+    part = target.with_suffix(".part")  # never half a shipped file; same archive name
+    torch.save({**ckpt, "state_dict": state, "hyper_parameters": dict(module.hparams)}, part)
+    part.replace(target)
+    return str(target)
