@@ -75,7 +75,8 @@ def test_register_writes_a_verifiable_entry(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(load_registry()))
 def test_every_shipped_checkpoint_loads_with_todays_code(name):
-    """Checkpoints store their modules' options; one retired since must not stop them loading."""
+    """Checkpoints store their modules' options: today's modules must take all of them
+    (when one is removed, ``hub reexport`` rewrites the files that store it)."""
     from crystalrl.ldm.module import load_ldm
     from crystalrl.predictor import load_predictor
     from crystalrl.vae.module import load_vae
