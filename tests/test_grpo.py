@@ -337,12 +337,6 @@ def test_unknown_sampling_and_rl_keys_are_refused_by_name(tiny_vae_ckpt, tmp_pat
     rl = RLModule(ldm_ckpt_path=path, rl_configs=dict(kl_reference="initial"))
     assert rl.reference_denoiser is not None and rl.reference_denoiser is not rl.ldm.denoiser
     assert not any(p.requires_grad for p in rl.reference_denoiser.parameters())
-    # a checkpoint from when the frozen copy was called `reference` still loads
-    old = {k.replace("reference_denoiser.", "reference.", 1): v for k, v in rl.state_dict().items()}
-    assert any(k.startswith("reference.") for k in old)
-    ckpt = {"state_dict": old}
-    rl.on_load_checkpoint(ckpt)
-    rl.load_state_dict(ckpt["state_dict"])  # strict, as Lightning resumes
 
 
 def test_the_reward_contract_and_a_plain_function_as_reward():

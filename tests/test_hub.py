@@ -75,7 +75,8 @@ def test_register_writes_a_verifiable_entry(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(load_registry()))
 def test_every_shipped_checkpoint_loads_with_todays_code(name):
-    """Checkpoints store their modules' options; one retired since must not stop them loading."""
+    """Checkpoints store their modules' options: today's modules must take all of them
+    (when one is removed, ``hub reexport`` rewrites the files that store it)."""
     from crystalrl.ldm.module import load_ldm
     from crystalrl.predictor import load_predictor
     from crystalrl.vae.module import load_vae
@@ -96,3 +97,35 @@ def test_hub_command_registers_and_verifies(tmp_path, monkeypatch, capsys):
     assert main(["verify"]) == 0
     out = capsys.readouterr().out
     assert "registered m: m.ckpt" in out and "m.ckpt  ok" in out
+
+
+def test_reexport_rewrites_the_options_keeps_every_tensor_and_only_two_registry_lines(
+    tiny_vae_ckpt, tmp_path, monkeypatch
+):
+    import torch
+
+    from crystalrl.hub import main
+    from crystalrl.vae.module import load_vae
+
+    vae = load_vae(tiny_vae_ckpt)
+    ckpt = tmp_path / "vae.ckpt"  # fp16, and only the options that differ from the defaults
+    state = {k: v.half() for k, v in vae.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"model": dict(vae.hparams.model)}}, ckpt)
+    reg = tmp_path / "registry.yaml"
+    by_hand = "    notes: >-\n      written by hand: kept as it is\n"
+    reg.write_text(
+        f"checkpoints:\n  tiny:\n    file: vae.ckpt\n    sha256: {sha256_of(ckpt)}\n"
+        f"    size_mb: 99.0\n{by_hand}"
+    )
+    monkeypatch.setenv("CRYSTALRL_REGISTRY", str(reg))
+    assert main(["reexport", "tiny"]) == 0
+    after = torch.load(ckpt, weights_only=True)
+    assert after["hyper_parameters"] == dict(load_vae(str(ckpt)).hparams)
+    assert after["hyper_parameters"]["lr"] == vae.hparams.lr  # a default, now recorded
+    assert list(after["state_dict"]) == list(state)
+    for name, tensor in state.items():
+        assert after["state_dict"][name].dtype == torch.float16
+        assert torch.equal(after["state_dict"][name].view(torch.int16), tensor.view(torch.int16))
+    assert resolve("tiny", reg) == str(ckpt.resolve())  # the new sha256
+    assert load_registry(reg)["tiny"]["size_mb"] == round(ckpt.stat().st_size / 1e6, 2)
+    assert reg.read_text().endswith(by_hand)

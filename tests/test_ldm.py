@@ -156,31 +156,6 @@ def test_export_pairs_the_denoiser_with_a_finetuned_decoder_only(ldm, tiny_vae_c
         export_ldm(str(ckpt), str(tmp_path / "bad.ckpt"), vae=str(decoder))
 
 
-def test_checkpoints_with_retired_options_load_only_when_those_were_off(tiny_vae_ckpt, tmp_path):
-    from crystalrl.ldm.module import load_ldm
-
-    torch.manual_seed(0)
-    ldm = LDMModule(
-        vae_ckpt_path=tiny_vae_ckpt, denoiser=dict(hidden_size=32, depth=1, num_heads=2)
-    )
-    hparams = dict(ldm.hparams)
-    # what checkpoints written before the options were removed store
-    old = {**hparams, "low_noise_fraction": 0.0, "low_noise_max_t": 100}
-    old["denoiser"] = {**hparams["denoiser"], "cond_dim": 0, "cond_dropout_prob": 0.1}
-    old["vae_hparams"] = {**hparams["vae_hparams"], "latent_noise": 0.0, "freeze_encoder": False}
-    path = tmp_path / "old.ckpt"
-    torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": old}, path)
-    again = load_ldm(str(path))
-    for a, b in zip(again.denoiser.parameters(), ldm.denoiser.parameters(), strict=True):
-        torch.testing.assert_close(a, b)
-    torch.save(
-        {"state_dict": ldm.state_dict(), "hyper_parameters": {**old, "low_noise_fraction": 0.5}},
-        path,
-    )
-    with pytest.raises(ValueError, match="LDMModule.low_noise_fraction=0.5"):
-        load_ldm(str(path))
-
-
 def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
     import os
     import subprocess

@@ -204,3 +204,26 @@ def register(
         fh.write(header)
         yaml.safe_dump(data, fh, sort_keys=False, width=100)
     return entry
+
+
+def refresh_entry(name: str, registry: str | os.PathLike | None = None) -> dict:
+    """Set ``name``'s ``sha256`` and ``size_mb`` to those of its file, once rewritten.
+
+    Only those two lines of the registry change: people write its notes and quality by
+    hand, and a YAML dump would reflow every entry.
+    """
+    reg_path = Path(registry) if registry is not None else registry_path()
+    file = reg_path.parent / load_registry(reg_path)[name]["file"]
+    new = {"sha256": sha256_of(file), "size_mb": round(file.stat().st_size / 1e6, 2)}
+    lines = reg_path.read_text().splitlines(keepends=True)
+    at = lines.index(f"  {name}:\n") + 1
+    while at < len(lines) and lines[at].startswith("    "):
+        field = lines[at].split(":")[0].strip()
+        if field in new and lines[at].startswith(f"    {field}:"):
+            lines[at] = f"    {field}: {new[field]}\n"
+        at += 1
+    reg_path.write_text("".join(lines))
+    entry = load_registry(reg_path)[name]
+    if any(entry.get(k) != v for k, v in new.items()):
+        raise ValueError(f"{reg_path}: {name} has no sha256 and size_mb lines to update")
+    return entry

@@ -51,46 +51,61 @@ def report(result: Mapping[str, Any], title: str, fmt: Callable[[Any], str] = st
     Console().print(table)
 
 
-def replace_list_overrides(argv: Sequence[str], keys: Iterable[str]) -> list[str]:
-    """``argv`` with each ``KEY=[...]`` for one of ``keys`` as ``~KEY +KEY=[...]``.
+def _parsed(arg: str):
+    """``arg`` read by Hydra's override parser, or None for a flag or a flag's value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
-    Hydra merges an override onto the composed value, and OmegaConf cannot merge a list
-    onto a mapping, so assigning a list to a key the configs write as a mapping fails.
-    Deleting the key and adding it again gives the list the assignment meant.
+    try:
+        return OverridesParser.create().parse_overrides([arg])[0]
+    except OverrideParseException:
+        return None
+
+
+def replace_list_overrides(argv: Sequence[str], keys: Iterable[str]) -> list[str]:
+    """``argv`` with each assignment of a list to one of ``keys`` as ``~KEY +KEY=[...]``.
+
+    Hydra merges an override's value into the composed one, OmegaConf cannot merge a list
+    onto a mapping, and Hydra has no hook between reading the command line and composing;
+    deleting the key and adding it again is Hydra's own spelling of replacing it. Each
+    argument is read with Hydra's override parser, so only a list assigned to one of
+    ``keys`` is respelled (not a sweep, not a flag); everything else passes through.
     """
     keys = set(keys)
     out: list[str] = []
     for arg in argv:
-        key, eq, value = arg.partition("=")
-        key = key.removeprefix("++")
-        if eq and key in keys and value.lstrip().startswith("["):
-            out += [f"~{key}", f"+{key}={value}"]
+        override = _parsed(arg)
+        if (
+            override is not None
+            and override.key_or_group in keys
+            and not (override.is_delete() or override.is_add())  # KEY= or ++KEY=
+            and isinstance(override.value(), list)
+        ):
+            key = override.key_or_group
+            out += [f"~{key}", f"+{key}={arg.split('=', 1)[1]}"]
         else:
             out.append(arg)
     return out
 
 
 def fails_on_list_onto_mapping(config_name: str, argv: Sequence[str], remedy: str) -> bool:
-    """Whether composing ``config_name`` with ``argv`` fails on a list merged onto a mapping
-    and succeeds with the override ``remedy`` added: what a command's error hint should
-    explain. Best effort (it re-composes after a failure); any other problem gives False.
+    """Whether composing ``config_name`` with the overrides in ``argv`` fails on a list
+    merged onto a mapping and succeeds with the override ``remedy`` added: what a command's
+    error hint should explain. Best effort (it re-composes after a failure); any other
+    problem gives False.
     """
     from hydra import compose, initialize_config_dir
-    from hydra._internal.utils import get_args_parser
     from hydra.core.global_hydra import GlobalHydra
 
     from crystalrl.config import CONFIG_DIR
 
-    try:
-        args = get_args_parser().parse_args(list(argv))
-    except SystemExit:
-        return False
+    overrides = [arg for arg in argv if _parsed(arg) is not None]
 
     def error(extra: list[str]) -> BaseException | None:
         GlobalHydra.instance().clear()
         try:
             with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-                compose(args.config_name or config_name, overrides=[*args.overrides, *extra])
+                compose(config_name, overrides=[*overrides, *extra])
         except Exception as exc:
             return exc
         finally:

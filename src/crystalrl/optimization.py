@@ -6,8 +6,6 @@ config's ``scheduler`` means the same in each of them.
 
 from __future__ import annotations
 
-import bisect
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,36 +13,11 @@ import lightning as L
 import torch
 
 
-class LRSchedule(torch.optim.lr_scheduler.SequentialLR):
-    """The phases of :func:`build_scheduler`, able to resume a run saved before them.
-
-    Checkpoints written before the schedule was assembled from torch's schedulers hold the
-    state of a single ``LambdaLR`` (or, from RL runs, ``CosineAnnealingLR``); only their
-    step count matters, so loading one puts the schedule at that step instead of failing
-    on the missing per-phase states.
-    """
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "_schedulers" in state_dict:
-            super().load_state_dict(state_dict)
-            return
-        step = int(state_dict.get("last_epoch", 0))
-        phase = bisect.bisect_right(self._milestones, step)
-        start = self._milestones[phase - 1] if phase else 0
-        self.last_epoch = step
-        # the explicit-step form evaluates the phase in closed form, so the rate does not
-        # depend on the optimizer's restored rate; torch deprecates it only for routine use
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            self._schedulers[phase].step(step - start)
-        self._last_lr = self._schedulers[phase].get_last_lr()
-
-
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     scheduler: Mapping[str, Any] | None = None,
     warmup_steps: int = 0,
-) -> LRSchedule:
+) -> torch.optim.lr_scheduler.SequentialLR:
     """The learning-rate schedule of every stage, stepped once per optimizer step.
 
     Linear warm-up over ``warmup_steps`` (the factor is (step + 1) / warmup_steps), then
@@ -75,7 +48,7 @@ def build_scheduler(
         # past total_steps the rate stays at the floor (a cosine alone would rise again)
         milestones.append(total)
         phases.append(lr_sched.ConstantLR(optimizer, factor=min_ratio, total_iters=2**62))
-    return LRSchedule(optimizer, phases, milestones)
+    return lr_sched.SequentialLR(optimizer, phases, milestones)
 
 
 def build_optimizer(module: L.LightningModule, hparams: Any):

@@ -18,14 +18,12 @@ log-probabilities cover the whole token unchanged.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import lightning as L
 import torch
 
-from crystalrl.checkpoint_io import ANY_VALUE, drop_retired
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.ldm.diffusion import GaussianDiffusion, Sampler, sampling_noise
 from crystalrl.ldm.dit import DIT_CONFIGS, DiT
@@ -33,19 +31,9 @@ from crystalrl.ldm.tokens import channels_to_lattice, lattice_channels, position
 from crystalrl.vae.model import circle_to_frac
 from crystalrl.vae.module import VAEModule, augment, init_args, load_vae
 
-#: DiT options that nothing switched on (class-conditioning): checkpoints store them off.
-RETIRED_DENOISER_ARGS = {"cond_dim": 0, "cond_dropout_prob": ANY_VALUE}
-
 
 class LDMModule(L.LightningModule):
     """DiT + Gaussian diffusion over the per-atom latents of a frozen VAE."""
-
-    #: Options of a finished negative experiment (half of each batch at t < 100; docs/history.md,
-    #: "2026-11-25: stage 2 learns where atoms go"), dropped from older checkpoints when they load.
-    RETIRED_HPARAMS: ClassVar[dict[str, Any]] = {
-        "low_noise_fraction": 0.0,
-        "low_noise_max_t": ANY_VALUE,
-    }
 
     def __init__(
         self,
@@ -72,7 +60,7 @@ class LDMModule(L.LightningModule):
         augmentation then moves the position channels only, so it needs them."""
         super().__init__()
         self.save_hyperparameters(init_args(locals()))
-        denoiser = drop_retired(denoiser or {}, RETIRED_DENOISER_ARGS, "denoiser")
+        denoiser = dict(denoiser or {})
         preset = denoiser.pop("preset", None)
         if preset:
             denoiser = {**denoiser, **DIT_CONFIGS[preset]}
@@ -81,7 +69,7 @@ class LDMModule(L.LightningModule):
         vae = (
             load_vae(vae_ckpt_path, key="ldm_module.vae_ckpt_path")
             if vae_ckpt_path
-            else VAEModule.from_hparams(vae_hparams)
+            else VAEModule(**(vae_hparams or {}))
         )
         self.hparams.update(denoiser=denoiser, diffusion=diffusion, vae_hparams=dict(vae.hparams))
         self.vae = vae
@@ -297,9 +285,7 @@ def load_ldm(path: str, map_location: str = "cpu", key: str | None = None) -> LD
         hp = dict(ckpt["ldm_hyper_parameters"])
         state = {k[4:]: v for k, v in state.items() if k.startswith("ldm.")}
     hp["vae_ckpt_path"] = None  # the VAE's weights are inside this checkpoint
-    hp = drop_retired(hp, LDMModule.RETIRED_HPARAMS, "LDMModule")
-    known = inspect.signature(LDMModule.__init__).parameters
-    module = LDMModule(**{k: v for k, v in hp.items() if k in known})
+    module = LDMModule(**hp)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     missing, unexpected = module.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("ema.")] + list(unexpected)

@@ -45,7 +45,7 @@ class PredictorModule(SharedStepHooks, L.LightningModule):
         vae = (
             load_vae(vae_ckpt_path, key="predictor_module.vae_ckpt_path")
             if vae_ckpt_path
-            else VAEModule.from_hparams(vae_hparams)
+            else VAEModule(**(vae_hparams or {}))
         )
         self.hparams.update(vae_ckpt_path=None, vae_hparams=dict(vae.hparams))
         self.vae = vae.requires_grad_(False).eval()

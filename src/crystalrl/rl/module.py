@@ -372,12 +372,6 @@ class RLModule(L.LightningModule):
             self.log(f"val/{k}", float(v), batch_size=b, sync_dist=True)
 
     # ------------------------------------------------------------------ checkpoints
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Runs saved while the frozen starting denoiser was called ``reference`` resume."""
-        state = checkpoint.get("state_dict", {})
-        for key in [k for k in state if k.startswith("reference.")]:
-            state["reference_denoiser." + key.removeprefix("reference.")] = state.pop(key)
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Record the LDM's hyper-parameters: :func:`load_ldm` then reads this file as an LDM."""
         checkpoint["ldm_hyper_parameters"] = dict(self.ldm.hparams)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 import lightning as L
 import torch
 
-from crystalrl.checkpoint_io import drop_retired, load_module
+from crystalrl.checkpoint_io import load_module
 from crystalrl.data.batch import CrystalBatch
 from crystalrl.shared_step import SharedStepHooks
 from crystalrl.vae.model import CrystalVAE, vae_loss
@@ -60,17 +60,6 @@ def init_args(local_vars: dict[str, Any]) -> dict[str, Any]:
 
 class VAEModule(SharedStepHooks, L.LightningModule):
     """Trains :class:`CrystalVAE`; the checkpoint is what ``${hub:mp_20_vae}`` points at."""
-
-    #: Options of a finished negative experiment (a decoder fine-tuned on noised latents;
-    #: docs/history.md, "2026-11-25: stage 2 learns where atoms go"), dropped from older
-    #: checkpoints when they load.
-    RETIRED_HPARAMS: ClassVar[dict[str, Any]] = {"latent_noise": 0.0, "freeze_encoder": False}
-
-    @classmethod
-    def from_hparams(cls, hparams: Mapping[str, Any] | None) -> VAEModule:
-        """An untrained VAE of the architecture an LDM or predictor checkpoint stores, so
-        that it loads without the VAE's own file (older checkpoints included)."""
-        return cls(**drop_retired(hparams or {}, cls.RETIRED_HPARAMS, cls.__name__))
 
     def __init__(
         self,
