@@ -145,10 +145,12 @@ def test_evaluate_relax_true_reports_relaxed_figures(emt_reference, emt_dataset,
             f"hull.kind={HULL['kind']}",
             "num_workers=1",
             "relax=true",
+            "relax_with=emt",  # a file of configs/potential/: relaxes, the judge scores
             "relax_options.fmax=0.02",
         ],
     )
     summary = main(cfg)
+    assert summary["relaxed_with"] == summary["judged_by"] == emt_reference.energy_model.key
     for key in ("avg_e_above_hull", "avg_is_metastable", "avg_MSUN", "avg_unique", "avg_novel"):
         assert f"relaxed_{key}" in summary, key
     assert summary["relaxed_avg_e_above_hull"] < summary["avg_e_above_hull"]
@@ -158,6 +160,13 @@ def test_evaluate_relax_true_reports_relaxed_figures(emt_reference, emt_dataset,
     frame = pd.read_csv(out_csv)
     assert {"relaxed_e_above_hull", "relaxed_MSUN", "relaxed_displacement"} <= set(frame.columns)
     assert (frame["relaxed_energy"][:3] < frame["energy"][:3]).all()
+
+
+def test_relax_with_an_unknown_potential_names_the_option_and_the_known_files():
+    from crystalrl.config_values import potential_file
+
+    with pytest.raises(ValueError, match=r"relax_with='mace'.*chgnet, emt, sevennet"):
+        potential_file("mace")
 
 
 # ---------------------------------------------------------------------- the reward

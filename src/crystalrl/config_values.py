@@ -8,6 +8,7 @@ Each command used to read these itself or from another command; one reading mean
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -36,6 +37,19 @@ def potential_spec(cfg: DictConfig) -> dict | None:
     """
     node = OmegaConf.select(cfg, "potential")
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def potential_file(name: str) -> dict:
+    """The config of ``configs/potential/NAME.yaml`` as a plain mapping, for an option that
+    names a second potential beside the ``potential`` group (``relax_with=chgnet``)."""
+    from crystalrl.config import CONFIG_DIR
+
+    folder = Path(CONFIG_DIR) / "potential"
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise ValueError(f"relax_with={name!r}: no {path.name} in configs/potential ({known})")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
 def load_vae_or_none(path: str | None, key: str = "vae_ckpt_path") -> Any:

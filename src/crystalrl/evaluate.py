@@ -16,7 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from crystalrl.cli import json_output, run_command
 from crystalrl.config import CONFIG_DIR
-from crystalrl.config_values import load_vae_or_none, optional, potential_spec
+from crystalrl.config_values import (
+    load_vae_or_none,
+    optional,
+    potential_file,
+    potential_spec,
+)
 from crystalrl.evaluation import (
     DIVERSITY_METRICS,
     add_predictions,
@@ -70,7 +75,12 @@ def main(cfg: DictConfig) -> dict:
     summary: dict[str, Any] = m.summary()
     if cfg.relax:
         options = OmegaConf.to_container(cfg.relax_options, resolve=True)
-        add_relaxed(frame, summary, m, options, progress=not json_output())
+        relax_model = None
+        if cfg.get("relax_with"):
+            from crystalrl.potentials import make_energy_model
+
+            relax_model = make_energy_model(potential_file(cfg.relax_with))
+        add_relaxed(frame, summary, m, options, not json_output(), relax_model)
     if cfg.predictor:
         summary.update(
             add_predictions(frame, structures, cfg.predictor, cfg.target_name, cfg.target_window)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from crystalrl.potentials import EnergyModel
 
 log = logging.getLogger("crystalrl")
 
@@ -93,13 +96,22 @@ def add_predictions(frame, structures: list, predictor: Any, target_name: str, w
     return out
 
 
-def add_relaxed(frame, summary: dict, m: Any, options: dict, progress: bool = True) -> None:
+def add_relaxed(
+    frame,
+    summary: dict,
+    m: Any,
+    options: dict,
+    progress: bool = True,
+    relax_model: EnergyModel | None = None,
+) -> None:
     """Relax the structures of ``m`` (a computed ``Metrics``) and add the same metrics of
     the relaxed structures as ``relaxed_*`` columns of ``frame`` and keys of ``summary``.
 
-    Relaxation uses the potential of the hull (the reference's ``energy_model``), and the
-    relaxed E_hull comes from that model's single point of each relaxed cell, computed as
-    the reference energies were: relaxed and single-point figures mix no potentials.
+    Relaxation uses ``relax_model``, by default the potential of the hull (the reference's
+    ``energy_model``); the relaxed E_hull is always the hull potential's single point of
+    each relaxed cell, computed as the reference energies were. A ``relax_model`` apart
+    from the hull's lets one potential relax and another judge, so that a structure
+    that exploits the first is not praised by it.
     Uniqueness and novelty are re-judged on the relaxed cells against the same reference.
     A failed relaxation is a failed structure in the relaxed rates.
     """
@@ -110,7 +122,8 @@ def add_relaxed(frame, summary: dict, m: Any, options: dict, progress: bool = Tr
     )
 
     reference, n = m.reference, len(m.structures)
-    results = relax_generated(m.structures, reference.energy_model, progress, **options)
+    model = relax_model if relax_model is not None else reference.energy_model
+    results = relax_generated(m.structures, model, progress, **options)
     relaxed = copy.copy(m)  # the same metrics, settings and loaded reference; own results
     relaxed.compute([r.structure for r in results])
     for name, column in relaxed.to_dataframe().items():
@@ -122,6 +135,8 @@ def add_relaxed(frame, summary: dict, m: Any, options: dict, progress: bool = Tr
     values = {k: v for k, v in relaxed.summary().items() if k != "num_structures"}
     summary.update({f"relaxed_{k}": v for k, v in values.items()})
     summary.update({f"relaxed_{k}": v for k, v in relaxation_summary(results).items()})
+    summary["relaxed_with"] = model.key
+    summary["judged_by"] = reference.energy_model.key
 
 
 def warn_unsupported(frame, min_hull_support: int) -> None:
