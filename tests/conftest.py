@@ -120,3 +120,26 @@ def emt_reference(emt_dataset):
     from crystalrl.reference import Reference
 
     return Reference(emt_dataset, potential=EMT, hull=EMT_HULL, progress=False)
+
+
+@pytest.fixture(scope="session")
+def emt_val(emt_dataset):
+    """The val rows of :func:`emt_dataset` as structures (read once: tests copy before changing)."""
+    from crystalrl.metrics.structures_io import read_structures
+
+    structures, names = read_structures(emt_dataset / "val.csv")
+    return structures
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_path(tmp_path_factory) -> Path:
+    """An untrained small VAE without a num-atoms distribution: enough for diversity features."""
+    import torch
+
+    from crystalrl.vae.module import VAEModule
+
+    torch.manual_seed(0)
+    m = VAEModule(model=dict(d_model=32, encoder_layers=1, decoder_layers=1, nhead=2))
+    path = tmp_path_factory.mktemp("vae") / "tiny.ckpt"
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
+    return path
