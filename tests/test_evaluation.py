@@ -5,39 +5,49 @@ hacking."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Composition
 
-ROOT = Path(__file__).resolve().parents[1]
 HULL = {"kind": "potential", "relax_steps": 20}  # as the emt_reference fixture builds it
 
 
-def test_evaluate_command_json(emt_reference, emt_dataset, tiny_vae_path, tmp_path):
+def test_evaluate_command_json(
+    emt_reference, emt_dataset, tiny_vae_path, tmp_path, hydra_compose, monkeypatch, capfd
+):
+    """``--json`` prints the summary as one JSON object on stdout, beside the CSV. Run in
+    this process on the composed config; the command as a process of its own is tested
+    in test_outputs.py."""
+    from crystalrl import cli
+    from crystalrl.evaluate import main
+
     _ = emt_reference.hull  # build the cache the command will find
     out_csv = tmp_path / "metrics.csv"
-    cmd = [
-        sys.executable, "-m", "crystalrl.evaluate",
-        f"structure_path={emt_dataset / 'val.csv'}",
-        f"reference_dataset={emt_dataset}",
-        f"output_file={out_csv}",
-        f"vae_ckpt_path={tiny_vae_path}",
-        "potential=emt",
-        f"hull.relax_steps={HULL['relax_steps']}",
-        f"hull.kind={HULL['kind']}",
-        "num_workers=2",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        "--json",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=os.environ.copy())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout)
+    cfg = hydra_compose(
+        "evaluate",
+        [
+            f"structure_path={emt_dataset / 'val.csv'}",
+            f"reference_dataset={emt_dataset}",
+            f"output_file={out_csv}",
+            f"vae_ckpt_path={tiny_vae_path}",
+            "potential=emt",
+            f"hull.relax_steps={HULL['relax_steps']}",
+            f"hull.kind={HULL['kind']}",
+            "num_workers=2",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+    )
+    # the flag is read from the command line as the console script reads it; the setattr
+    # only makes sure later tests get their tables back
+    monkeypatch.setattr(cli, "_JSON_OUTPUT", False)
+    monkeypatch.setattr(sys, "argv", ["crystalrl-evaluate", "--json"])
+    with pytest.raises(SystemExit) as exited:
+        cli.run_command(lambda: main(cfg))
+    assert exited.value.code == 0 and sys.argv == ["crystalrl-evaluate"]
+    summary = json.loads(capfd.readouterr().out)
     n = len(pd.read_csv(emt_dataset / "val.csv"))
     for key in (
         "avg_unique", "avg_novel", "avg_is_metastable", "avg_is_stable", "avg_MSUN", "avg_SUN",

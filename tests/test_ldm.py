@@ -181,10 +181,12 @@ def test_checkpoints_with_retired_options_load_only_when_those_were_off(tiny_vae
         load_ldm(str(path))
 
 
-def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_train_ldm_starts_from_init_weights(
+    tiny_vae_ckpt, perov_small_dir, tmp_path, hydra_compose, capsys
+):
+    """The command's run in this process on the composed config, on 64 perov_5 rows: what
+    is tested is which weights training starts from, not the process or the data."""
+    from crystalrl.train_ldm import main
 
     torch.manual_seed(0)
     src = LDMModule(  # the tokens and pair bias of the default ldm_module config, tiny
@@ -201,17 +203,31 @@ def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
     torch.save({"state_dict": src.state_dict(), "hyper_parameters": dict(src.hparams)}, raw)
     init = export_ldm(str(raw), str(tmp_path / "init.ckpt"), half=False)
     out = tmp_path / "out.ckpt"
-    cmd = [
-        sys.executable, "-m", "crystalrl.train_ldm", "data=perov_5", "data.limit_train=32",
-        "data.limit_eval=16", "data.batch_size=16", f"ldm_module.vae_ckpt_path={tiny_vae_ckpt}",
-        "ldm_module.denoiser.hidden_size=32", "ldm_module.denoiser.depth=1",
-        "ldm_module.denoiser.num_heads=2", "ldm_module.lr=0.0", "trainer.max_steps=1",
-        "trainer.max_epochs=-1", "logger=csv", f"paths.log_dir={tmp_path}", "num_threads=1",
-        "callbacks.progress_bar=null", f"init_weights={init}", f"export_path={out}",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"Initialised from {init}" in done.stdout
+    # num_threads stays null: here it would set the threads of the whole test session
+    cfg = hydra_compose(
+        "train_ldm",
+        [
+            "data=perov_5",
+            f"data.data_dir={perov_small_dir}",
+            "data.limit_train=32",
+            "data.limit_eval=16",
+            "data.batch_size=16",
+            f"ldm_module.vae_ckpt_path={tiny_vae_ckpt}",
+            "ldm_module.denoiser.hidden_size=32",
+            "ldm_module.denoiser.depth=1",
+            "ldm_module.denoiser.num_heads=2",
+            "ldm_module.lr=0.0",
+            "trainer.max_steps=1",
+            "trainer.max_epochs=-1",
+            "logger=csv",
+            f"paths.log_dir={tmp_path}",
+            "callbacks.progress_bar=null",
+            f"init_weights={init}",
+            f"export_path={out}",
+        ],
+    )
+    main(cfg)
+    assert f"Initialised from {init}" in capsys.readouterr().out
     again = load_ldm(str(out))
     assert float(again.latent_std) == pytest.approx(0.37)  # not re-measured on the new data
     w = again.denoiser.final_layer.linear.weight

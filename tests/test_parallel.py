@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow
 def test_worker_pool_finishes_under_a_parent_that_ignores_sigterm():
     """A training process (Lightning) handles SIGTERM without exiting; forked matcher
     workers must not inherit that, or terminating their pool hangs the RL step."""
@@ -38,6 +39,7 @@ def _sleep_if_negative(item: tuple[int, str]) -> int:
     return 2 * x
 
 
+@pytest.mark.slow
 def test_worker_pool_gives_the_stuck_item_the_default_and_the_rest_their_results(tmp_path):
     import os
 
@@ -68,6 +70,7 @@ def _fail_on_zero(x: int) -> int:
     return x
 
 
+@pytest.mark.slow
 def test_worker_pool_after_an_error_serves_the_next_call_fresh():
     from crystalrl.metrics.parallel import map_with_timeout
 
@@ -83,6 +86,7 @@ def _collector_enabled(_: int) -> bool:
     return gc.isenabled()
 
 
+@pytest.mark.slow
 def test_worker_pool_forked_while_scoring_collects_garbage():
     from crystalrl.gc_pause import collector_paused
     from crystalrl.metrics.parallel import map_with_timeout

@@ -85,6 +85,7 @@ def test_hull_matches_a_full_phase_diagram_and_covers_new_systems(emt_reference)
     assert np.isnan(hull.e_above_hull(Composition("Cu"), float("nan")))
 
 
+@pytest.mark.slow
 def test_shipped_chgnet_table_is_reused_and_matches_chgnet(datasets, tmp_path, monkeypatch):
     from crystalrl.potentials import CHGNetEnergy
     from crystalrl.reference.energy_table import EnergyTable
