@@ -137,6 +137,24 @@ def test_exported_checkpoint_loads_and_samples(ldm, tmp_path):
     assert len(batch.to_structures()) == 6
 
 
+def test_export_command_passes_its_arguments_to_export_ldm(ldm, tmp_path, capsys):
+    """``python -m crystalrl.ldm.export SRC DST [--fp32]`` in this process: half precision
+    unless told otherwise, and one line naming what it wrote."""
+    from crystalrl.ldm.export import main
+
+    ckpt = tmp_path / "ldm.ckpt"
+    torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": dict(ldm.hparams)}, ckpt)
+    half, full = tmp_path / "half.ckpt", tmp_path / "full.ckpt"
+    main([str(ckpt), str(half)])
+    main([str(ckpt), str(full), "--fp32"])
+    assert capsys.readouterr().out.splitlines() == [f"Wrote {half}", f"Wrote {full}"]
+    weights = {p: torch.load(p, weights_only=False)["state_dict"] for p in (half, full)}
+    name = next(k for k in weights[full] if k.startswith("denoiser.") and "weight" in k)
+    assert (weights[half][name].dtype, weights[full][name].dtype) == (torch.float16, torch.float32)
+    torch.testing.assert_close(weights[half][name].float(), weights[full][name], atol=1e-2, rtol=0)
+    assert float(load_ldm(str(full)).latent_std) == pytest.approx(float(ldm.latent_std))
+
+
 def test_export_pairs_the_denoiser_with_a_finetuned_decoder_only(ldm, tiny_vae_ckpt, tmp_path):
     from crystalrl.vae.module import load_vae
 

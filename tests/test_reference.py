@@ -109,6 +109,36 @@ def test_shipped_chgnet_table_is_reused_and_matches_chgnet(datasets, tmp_path, m
     assert ref.energies == pytest.approx(expected, abs=1e-6)
 
 
+def test_build_reference_command_reports_the_cached_reference(
+    emt_reference, emt_dataset, tiny_vae_path, hydra_compose, monkeypatch
+):
+    """The command in this process on a reference already built: it reports what the cache
+    holds and computes no energy again."""
+    from crystalrl.build_reference import main
+    from crystalrl.potentials import ASEEnergy
+
+    _ = emt_reference.hull  # the command finds the energies and the hull cached
+    monkeypatch.setattr(ASEEnergy, "energies", lambda *a, **k: pytest.fail("recomputed"))
+    cfg = hydra_compose(
+        "build_reference",
+        [
+            f"reference_dataset={emt_dataset}",
+            "potential=emt",
+            f"hull.kind={HULL['kind']}",
+            f"hull.relax_steps={HULL['relax_steps']}",
+            f"vae_ckpt_path={tiny_vae_path}",
+        ],
+    )
+    result = main(cfg)
+    assert result["num_structures"] == len(emt_reference)
+    assert result["potential"] == emt_reference.energy_model.key
+    assert result["num_failed_energies"] == 0 and result["hull_kind"] == "potential"
+    assert result["num_stable_entries"] == len(emt_reference.hull.stable_entries)
+    # Al has no pure-element row: a relaxed prototype stands in; Cu has its own
+    assert "Al" in result["elemental_prototypes"] and "Cu" not in result["elemental_prototypes"]
+    assert result["feature_dims"] and all(d > 0 for d in result["feature_dims"].values())
+
+
 def test_unknown_reference_name_is_an_error_listing_known_ones():
     from crystalrl.reference import ReferenceDatasetError
 
