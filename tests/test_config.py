@@ -353,8 +353,8 @@ def test_a_checkpoint_with_the_old_scheduler_state_resumes_at_its_step(old_class
 
 @pytest.mark.slow
 def test_train_rl_command_prints_the_caps_and_takes_the_list_form(monkeypatch, tmp_path):
-    """The real command line: the list form is rewritten before Hydra reads ``sys.argv``,
-    which only the command as a process of its own goes through."""
+    """The list form as a user types it is a documented contract of the command line, so it
+    is checked through the command itself, not a composed config."""
     import os
     import subprocess
     import sys
