@@ -317,7 +317,10 @@ def test_rl_cosine_uses_the_same_schedule():
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)  # min_lr_ratio, not 0
 
 
+@pytest.mark.slow
 def test_train_rl_command_prints_the_caps_and_takes_the_list_form(monkeypatch, tmp_path):
+    """The list form as a user types it is a documented contract of the command line, so it
+    is checked through the command itself, not a composed config."""
     import os
     import subprocess
     import sys

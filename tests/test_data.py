@@ -90,15 +90,17 @@ def test_missing_file_and_missing_cif_column_name_the_file(tmp_path):
 
 
 def test_cache_gives_identical_arrays_and_tracks_the_file(perov_small, tmp_path):
-    first = read_split(perov_small, cache_dir=tmp_path)
+    path = tmp_path / "small.csv"  # a copy: the change below must not reach other tests
+    path.write_bytes(perov_small.read_bytes())
+    first = read_split(path, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    second = read_split(perov_small, cache_dir=tmp_path)
+    second = read_split(path, cache_dir=tmp_path)
     np.testing.assert_array_equal(first.frac_coords, second.frac_coords)
     np.testing.assert_array_equal(first.atom_types, second.atom_types)
     # a changed file is a different cache entry, never a stale hit
-    frame = pd.read_csv(perov_small).iloc[:10]
-    frame.to_csv(perov_small.parent / "small.csv", index=False)
-    assert len(read_split(perov_small.parent / "small.csv", cache_dir=tmp_path)) == 10
+    frame = pd.read_csv(path).iloc[:10]
+    frame.to_csv(path, index=False)
+    assert len(read_split(path, cache_dir=tmp_path)) == 10
     assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
@@ -124,7 +126,9 @@ def test_num_atoms_distribution_and_targets(datasets, tmp_path):
         CrystalDataModule(str(tmp_path), target_names=["nonexistent"]).dataset("train")
 
 
+@pytest.mark.slow
 def test_summary_json_counts(datasets, capsys):
+    """The whole of perov_5 (19 000 rows, half a minute to parse)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert summary_main([str(datasets / "perov_5"), "--json"]) == 0
@@ -132,6 +136,20 @@ def test_summary_json_counts(datasets, capsys):
     assert [out["splits"][s]["read"] for s in ("train", "val", "test")] == [11356, 3787, 3785]
     assert out["splits"]["train"]["skipped"] == 0
     assert out["splits"]["train"]["num_atoms_histogram"] == {"5": 11356}
+
+
+def test_summary_json_counts_a_small_dataset(perov_small_dir, capsys):
+    """The same command on 64 rows per split, for the fast tier; cells over --max-atoms
+    are counted as skipped with their reason, not read."""
+    assert summary_main([str(perov_small_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [out["splits"][s]["read"] for s in ("train", "val", "test")] == [64, 64, 64]
+    assert out["splits"]["train"]["skipped"] == 0
+    assert out["splits"]["train"]["num_atoms_histogram"] == {"5": 64}
+    assert summary_main([str(perov_small_dir), "--json", "--max-atoms", "4"]) == 0
+    small = json.loads(capsys.readouterr().out)["splits"]["val"]
+    assert small["read"] == 0 and small["skipped"] == 64
+    assert sum(small["skipped_reasons"].values()) == 64
 
 
 def test_summary_missing_dataset_is_an_error(tmp_path, capsys):

@@ -10,7 +10,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow
 
 DDP = [
     "trainer.strategy=ddp",

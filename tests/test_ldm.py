@@ -137,6 +137,24 @@ def test_exported_checkpoint_loads_and_samples(ldm, tmp_path):
     assert len(batch.to_structures()) == 6
 
 
+def test_export_command_passes_its_arguments_to_export_ldm(ldm, tmp_path, capsys):
+    """``python -m crystalrl.ldm.export SRC DST [--fp32]`` in this process: half precision
+    unless told otherwise, and one line naming what it wrote."""
+    from crystalrl.ldm.export import main
+
+    ckpt = tmp_path / "ldm.ckpt"
+    torch.save({"state_dict": ldm.state_dict(), "hyper_parameters": dict(ldm.hparams)}, ckpt)
+    half, full = tmp_path / "half.ckpt", tmp_path / "full.ckpt"
+    main([str(ckpt), str(half)])
+    main([str(ckpt), str(full), "--fp32"])
+    assert capsys.readouterr().out.splitlines() == [f"Wrote {half}", f"Wrote {full}"]
+    weights = {p: torch.load(p, weights_only=False)["state_dict"] for p in (half, full)}
+    name = next(k for k in weights[full] if k.startswith("denoiser.") and "weight" in k)
+    assert (weights[half][name].dtype, weights[full][name].dtype) == (torch.float16, torch.float32)
+    torch.testing.assert_close(weights[half][name].float(), weights[full][name], atol=1e-2, rtol=0)
+    assert float(load_ldm(str(full)).latent_std) == pytest.approx(float(ldm.latent_std))
+
+
 def test_export_pairs_the_denoiser_with_a_finetuned_decoder_only(ldm, tiny_vae_ckpt, tmp_path):
     from crystalrl.vae.module import load_vae
 
@@ -156,10 +174,12 @@ def test_export_pairs_the_denoiser_with_a_finetuned_decoder_only(ldm, tiny_vae_c
         export_ldm(str(ckpt), str(tmp_path / "bad.ckpt"), vae=str(decoder))
 
 
-def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_train_ldm_starts_from_init_weights(
+    tiny_vae_ckpt, perov_small_dir, tmp_path, hydra_compose, capsys
+):
+    """The command's run in this process on the composed config, on 64 perov_5 rows: what
+    is tested is which weights training starts from, not the process or the data."""
+    from crystalrl.train_ldm import main
 
     torch.manual_seed(0)
     src = LDMModule(  # the tokens and pair bias of the default ldm_module config, tiny
@@ -176,17 +196,31 @@ def test_train_ldm_starts_from_init_weights(tiny_vae_ckpt, tmp_path):
     torch.save({"state_dict": src.state_dict(), "hyper_parameters": dict(src.hparams)}, raw)
     init = export_ldm(str(raw), str(tmp_path / "init.ckpt"), half=False)
     out = tmp_path / "out.ckpt"
-    cmd = [
-        sys.executable, "-m", "crystalrl.train_ldm", "data=perov_5", "data.limit_train=32",
-        "data.limit_eval=16", "data.batch_size=16", f"ldm_module.vae_ckpt_path={tiny_vae_ckpt}",
-        "ldm_module.denoiser.hidden_size=32", "ldm_module.denoiser.depth=1",
-        "ldm_module.denoiser.num_heads=2", "ldm_module.lr=0.0", "trainer.max_steps=1",
-        "trainer.max_epochs=-1", "logger=csv", f"paths.log_dir={tmp_path}", "num_threads=1",
-        "callbacks.progress_bar=null", f"init_weights={init}", f"export_path={out}",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"Initialised from {init}" in done.stdout
+    # num_threads stays null: here it would set the threads of the whole test session
+    cfg = hydra_compose(
+        "train_ldm",
+        [
+            "data=perov_5",
+            f"data.data_dir={perov_small_dir}",
+            "data.limit_train=32",
+            "data.limit_eval=16",
+            "data.batch_size=16",
+            f"ldm_module.vae_ckpt_path={tiny_vae_ckpt}",
+            "ldm_module.denoiser.hidden_size=32",
+            "ldm_module.denoiser.depth=1",
+            "ldm_module.denoiser.num_heads=2",
+            "ldm_module.lr=0.0",
+            "trainer.max_steps=1",
+            "trainer.max_epochs=-1",
+            "logger=csv",
+            f"paths.log_dir={tmp_path}",
+            "callbacks.progress_bar=null",
+            f"init_weights={init}",
+            f"export_path={out}",
+        ],
+    )
+    main(cfg)
+    assert f"Initialised from {init}" in capsys.readouterr().out
     again = load_ldm(str(out))
     assert float(again.latent_std) == pytest.approx(0.37)  # not re-measured on the new data
     w = again.denoiser.final_layer.linear.weight

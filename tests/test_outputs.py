@@ -262,9 +262,11 @@ def test_sample_writes_marks_and_refuses_to_mix_runs(tiny_vae_ckpt, tmp_path, hy
     assert len(list(out.glob("*.cif"))) <= 1
 
 
+@pytest.mark.slow
 def test_evaluate_stops_before_loading_a_model_without_datasets(tmp_path, monkeypatch):
     """No CRYSTALRL_DATA_DIR and no ./data: one line naming the variable and the folder
-    looked in, before the VAE (a path that would fail to load) or any structure is read."""
+    looked in, before the VAE (a path that would fail to load) or any structure is read.
+    A process of its own: what a user sees is its exit status and the last line on stderr."""
     import subprocess
     import sys
 

@@ -67,3 +67,41 @@ def test_missing_target_is_a_clear_error(bandgap_dm, tiny_vae_ckpt):
     batch = next(iter(bandgap_dm.train_dataloader()))
     with pytest.raises(KeyError, match="formation_energy"):
         module._targets(batch)
+
+
+def test_train_predictor_command_trains_exports_and_tests(
+    bandgap_dm, tiny_vae_ckpt, tmp_path, hydra_compose, capsys
+):
+    """The command in this process for two steps: the target's mean and spread are measured
+    on the training split and stored, the export loads, and the test split is scored."""
+    import numpy as np
+
+    from crystalrl.train_predictor import main
+
+    export = tmp_path / "predictor.ckpt"
+    cfg = hydra_compose(
+        "train_predictor",
+        [
+            f"data.data_dir={bandgap_dm.data_dir}",
+            "data.target_names=[band_gap]",
+            "data.batch_size=32",
+            f"predictor_module.vae_ckpt_path={tiny_vae_ckpt}",
+            "predictor_module.hidden_size=32",
+            "predictor_module.num_layers=1",
+            "predictor_module.num_heads=2",
+            "trainer.max_steps=2",
+            "trainer.max_epochs=-1",
+            "logger=csv",
+            f"paths.log_dir={tmp_path}",
+            "callbacks.progress_bar=null",
+            f"export_path={export}",
+        ],
+    )
+    result = main(cfg)
+    assert result["global_step"] == 2
+    gaps = bandgap_dm.split("train").properties["band_gap"]
+    loaded = load_predictor(str(export))
+    assert loaded.hparams.target_mean == pytest.approx([float(np.mean(gaps))], rel=1e-5)
+    assert loaded.hparams.target_std == pytest.approx([float(np.std(gaps))], rel=1e-5)
+    assert result["test"] and all(np.isfinite(v) for v in result["test"].values())
+    assert capsys.readouterr().out.count("Test: {") == 1

@@ -87,3 +87,28 @@ def test_wrapped_coordinate_error_is_periodic():
 def test_load_module_round_trips_lightning_checkpoint(tiny_vae_ckpt):
     vae = load_module(VAEModule, tiny_vae_ckpt)
     assert vae.vae.latent_dim == 8 and not vae.training
+
+
+def test_evaluate_vae_command_reconstructs_the_first_structures_of_the_split(
+    tiny_vae_ckpt, perov_small_dir, hydra_compose
+):
+    """The command in this process on a composed config, over two batches; an untrained
+    VAE, so the figures are only checked for what they must be whatever the model."""
+    from crystalrl.evaluate_vae import main
+
+    args = [
+        "data=perov_5",
+        f"data.data_dir={perov_small_dir}",
+        f"vae_ckpt_path={tiny_vae_ckpt}",
+        "split=val",
+        "batch_size=5",
+        "num_workers=0",
+    ]
+    result = main(hydra_compose("evaluate_vae", [*args, "num_structures=8"]))
+    assert (result["num_structures"], result["split"]) == (8, "val")
+    assert result["checkpoint"] == tiny_vae_ckpt
+    assert 0 <= result["match_rate"] <= 1
+    assert 0 <= result["all_types_correct"] <= result["type_accuracy"] <= 1
+    assert result["frac_coord_rmse"] > 0 and result["lengths_mae_angstrom"] > 0
+    # asked for more than the split holds: all of it
+    assert main(hydra_compose("evaluate_vae", args))["num_structures"] == 64

@@ -1,0 +1,50 @@
+"""The ``potential`` config group: which energy model a command builds, and under which
+cache key, without loading CHGNet's weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EMT = {"_target_": "ase.calculators.emt.EMT"}
+
+
+def _compose_evaluate(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from crystalrl.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="evaluate", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_potential_config_group_switches_the_energy_model():
+    from pymatgen.core import Lattice, Structure
+
+    from crystalrl.potentials import ASEEnergy, CHGNetEnergy, make_energy_model
+    from crystalrl.reference.energy_table import EnergyTable
+
+    cu = Structure(
+        Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]
+    )
+    emt = make_energy_model(_compose_evaluate(["potential=emt"]).potential)
+    assert isinstance(emt, ASEEnergy) and type(emt.calculator).__name__ == "EMT"
+    energies = emt.energies([cu, cu.copy()])
+    assert np.isfinite(energies).all() and abs(energies[0]) < 0.1  # EMT's Cu is its zero
+    # the file names the same cache as the inline form the tests' reference uses
+    assert emt.key == make_energy_model(EMT).key
+    # a one-off calculator without a file: drop the group, add the node
+    inline = _compose_evaluate(["~potential", "+potential={_target_: ase.calculators.emt.EMT}"])
+    assert make_energy_model(inline.potential).key == emt.key
+    # CHGNet stays the default, under the key the shipped energy table was made with
+    default = make_energy_model(_compose_evaluate([]).potential)  # built lazily: no weights read
+    assert isinstance(default, CHGNetEnergy) and default._model is None
+    assert default.key == EnergyTable.load(ROOT / "reference" / "mp_chgnet.npz").potential
+    assert default.key == make_energy_model(None).key
