@@ -1,7 +1,7 @@
 """E_hull of left-out reference crystals, the project's against DFT's.
 
     python benchmarks/hull_accuracy.py [--reference mp-20+mp-bandgap] [--fraction 0.1]
-        [--seed 0] [--candidates]
+        [--seed 0] [--candidates] [--potential chgnet|sevennet]
 
 Leaves a random ``fraction`` of the labelled multi-element crystals of every dataset of the
 reference out of the hull (of the band-gap set: only the compounds MP-20 lacks, since the
@@ -26,6 +26,7 @@ import warnings
 
 import numpy as np
 
+from crystalrl.config_values import potential_file
 from crystalrl.reference import Reference
 from crystalrl.reference.datasets import DEFAULT_REFERENCE
 from crystalrl.reference.hull import HULL_DEFAULTS, HULL_KINDS, ReferenceHull, build_hull
@@ -67,12 +68,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", action="store_true", help="score every candidate hull")
     parser.add_argument(
+        "--potential", default="chgnet", help="a file of configs/potential/ (chgnet, sevennet)"
+    )
+    parser.add_argument(
         "--kinds", nargs="+", default=list(HULL_KINDS), help="hull kinds of --candidates"
     )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
-    ref = Reference(args.reference, progress=False)
+    ref = Reference(
+        args.reference, potential=potential_file(args.potential, "--potential"), progress=False
+    )
     counts = ref.element_counts()
     energies = ref.energies
     labels = ref.dft_formation_energies
@@ -135,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[f"{kind}:{scope}"] = entry
     line = {
         "reference": args.reference,
+        "potential": ref.energy_model.key,
         "hull": f"{default}:union",
         "fraction": args.fraction,
         "seed": args.seed,

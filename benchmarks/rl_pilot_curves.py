@@ -11,8 +11,8 @@ the training batches' MSUN (``train/avg_MSUN``) over its first and last 50 steps
 cut, the gain per CPU-hour and per 1,000 structures scored, the last three
 ``val/avg_MSUN`` points before the cut, and the last 50 steps' signs of reward hacking
 where the run logged them (credible MSUN, single-element cells, distinct formulas, ...).
-``--png`` draws the curves (50-step means of the training batches' MSUN, and validation
-points, against minutes). The last line is JSON.
+``--png`` draws the curves: 50-step means of the training batches' MSUN and of the signs
+of hacking, against CPU minutes. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -91,25 +91,45 @@ def summary(train: pd.DataFrame, val: pd.DataFrame, minutes: float | None) -> di
     }
 
 
+#: The panels of ``--png``: MSUN beside the signs that say whether its gain is earned.
+PANELS = (
+    ("avg_MSUN", "MSUN (%)", 100.0),
+    ("avg_MSUN_credible", "credible MSUN (%)", 100.0),
+    ("avg_is_single_element", "single-element cells (%)", 100.0),
+    ("avg_is_supported", "in supported systems (%)", 100.0),
+    ("density_vs_reference", "density / reference's", 1.0),
+    ("avg_is_metastable", "metastable (%)", 100.0),
+)
+
+
 def plot(runs: dict[str, tuple[pd.DataFrame, pd.DataFrame]], minutes: float | None, path: str):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, (train, val) in runs.items():
-        smooth = train["train/avg_MSUN"].rolling(WINDOW, min_periods=10).mean() * 100
-        (line,) = ax.plot(train["minutes"], smooth, label=f"{label} (train, {WINDOW}-step mean)")
-        color = line.get_color()
-        ax.plot(val["minutes"], val["val/avg_MSUN"] * 100, "o", ms=3, color=color, alpha=0.6)
-    if minutes is not None:
-        ax.axvline(minutes, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("CPU minutes (rollout + decode + rewards + update)")
-    ax.set_ylabel("MSUN (%)  (dots: validation)")
-    ax.legend(fontsize=8)
+    first = next(iter(runs.values()))[0]
+    panels = [p for p in PANELS if f"train/{p[0]}" in first]
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (name, label, scale) in zip(axes.flat, panels, strict=False):
+        for run, (train, _) in runs.items():
+            if f"train/{name}" not in train:
+                continue
+            smooth = train[f"train/{name}"].rolling(WINDOW, min_periods=10).mean() * scale
+            ax.plot(train["minutes"], smooth, label=run)
+        if minutes is not None:
+            ax.axvline(minutes, color="grey", lw=0.8, ls="--")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("CPU minutes", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"training batches, {WINDOW}-step means", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -39,7 +39,7 @@ def potential_spec(cfg: DictConfig) -> dict | None:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None
 
 
-def potential_file(name: str) -> dict:
+def potential_file(name: str, key: str = "relax_with") -> dict:
     """The config of ``configs/potential/NAME.yaml`` as a plain mapping, for an option that
     names a second potential beside the ``potential`` group (``relax_with=chgnet``)."""
     from crystalrl.config import CONFIG_DIR
@@ -48,7 +48,7 @@ def potential_file(name: str) -> dict:
     path = folder / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
-        raise ValueError(f"relax_with={name!r}: no {path.name} in configs/potential ({known})")
+        raise ValueError(f"{key}={name!r}: no {path.name} in configs/potential ({known})")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
