@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EMT = {"_target_": "ase.calculators.emt.EMT"}
@@ -48,3 +49,16 @@ def test_potential_config_group_switches_the_energy_model():
     assert isinstance(default, CHGNetEnergy) and default._model is None
     assert default.key == EnergyTable.load(ROOT / "reference" / "mp_chgnet.npz").potential
     assert default.key == make_energy_model(None).key
+
+
+def test_an_energy_below_any_real_crystal_counts_as_failed():
+    """SevenNet returns -1e9 eV/atom for overlapping atoms: as a number it would be the most
+    stable crystal ever made; as a failed energy it is what it is."""
+    from crystalrl.potentials.energy_model import MIN_ENERGY_PER_ATOM, failed_as_nan
+
+    raw = np.array([-3.2, -14.3, -16.6, -1.1e9, np.inf, np.nan, 0.4])
+    out = failed_as_nan(raw)
+    assert MIN_ENERGY_PER_ATOM == -15.0
+    np.testing.assert_array_equal(np.isnan(out), [False, False, True, True, True, True, False])
+    assert out[[0, 1, 6]] == pytest.approx([-3.2, -14.3, 0.4])
+    assert raw[2] == -16.6  # the caller's array is left alone

@@ -56,3 +56,29 @@ def test_the_potential_config_group_makes_it_with_its_own_cache_key():
     model = make_energy_model(OmegaConf.load(f"{CONFIG_DIR}/potential/sevennet.yaml"))
     assert isinstance(model, SevenNetEnergy)
     assert model.key == "sevennet-7net-0"
+
+
+def test_the_shipped_sevennet_table_is_sevennets_and_is_reused(sevennet, datasets, tmp_path):
+    """reference/mp_sevennet.npz spares a first SevenNet evaluation 20 minutes of reference
+    energies: its rows must be SevenNet's, and a reference must take them instead of
+    recomputing."""
+    from pathlib import Path
+
+    from crystalrl.reference import Reference
+    from crystalrl.reference.energy_table import EnergyTable
+
+    frame = pd.read_csv(datasets / "mp_20" / "val.csv.gz", nrows=3)
+    frame.to_csv(tmp_path / "val.csv", index=False)
+    shipped = EnergyTable.load(Path(__file__).parents[1] / "reference" / "mp_sevennet.npz")
+    assert shipped.potential == sevennet.key
+    lookup = dict(zip(shipped.material_id, shipped.energy_per_atom, strict=True))
+    expected = np.array([lookup[m] for m in frame["material_id"]])
+    structures = [Structure.from_str(c, fmt="cif") for c in frame["cif"]]
+    assert sevennet.energies(structures) == pytest.approx(expected, abs=2e-4)
+
+    class Refuses(SevenNetEnergy):
+        def energies(self, *args, **kwargs):
+            raise AssertionError("recomputed a shipped energy")
+
+    ref = Reference(tmp_path, potential=Refuses(), cache_dir=tmp_path / "cache", progress=False)
+    assert ref.energies == pytest.approx(expected, abs=1e-6)

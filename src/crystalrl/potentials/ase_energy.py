@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel, failed_as_nan
 
 
 class ASEEnergy(EnergyModel):
@@ -34,8 +34,7 @@ class ASEEnergy(EnergyModel):
                     pass
             if progress:
                 progress(1)
-        out[~np.isfinite(out)] = np.nan
-        return out
+        return failed_as_nan(out)
 
     def ase_calculator(self) -> Any:
         return self.calculator

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from crystalrl.gc_pause import collector_paused
-from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel, failed_as_nan
 
 
 class CHGNetEnergy(EnergyModel):
@@ -70,8 +70,7 @@ class CHGNetEnergy(EnergyModel):
                         out[i] = e
                 if progress:
                     progress(len(chunk))
-        out[~np.isfinite(out)] = np.nan
-        return out
+        return failed_as_nan(out)
 
     @contextlib.contextmanager
     def _threads(self):

@@ -28,6 +28,22 @@ POTENTIAL_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+#: The lowest energy per atom (eV/atom) a potential may report for a real crystal. The
+#: lowest of the 41,456 Materials Project crystals of the default reference is -14.3 for
+#: both CHGNet and SevenNet; SevenNet gives cells with overlapping atoms -1e3 to -1e9, which
+#: would otherwise count as the most stable crystals ever made. Below it: a failed energy.
+MIN_ENERGY_PER_ATOM = -15.0
+
+
+def failed_as_nan(energies: np.ndarray) -> np.ndarray:
+    """NaN for every energy per atom that is not finite or lies below
+    :data:`MIN_ENERGY_PER_ATOM`: the potential failed there, whatever number it returned."""
+    energies = np.asarray(energies, dtype=float).copy()
+    with np.errstate(invalid="ignore"):
+        energies[~np.isfinite(energies) | (energies < MIN_ENERGY_PER_ATOM)] = np.nan
+    return energies
+
+
 class EnergyModel:
     """Energies per atom (eV/atom) of pymatgen structures; NaN where the model fails."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from crystalrl.gc_pause import collector_paused
-from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel, failed_as_nan
 
 
 class SevenNetEnergy(EnergyModel):
@@ -132,8 +132,7 @@ class SevenNetEnergy(EnergyModel):
                     out[i] = energy / len(structures[i])
                 if progress:
                     progress(len(chunk))
-        out[~np.isfinite(out)] = np.nan
-        return out
+        return failed_as_nan(out)
 
     def _energies(self, graphs: list) -> list[float]:
         """Total energies of the batch; when it fails, one structure at a time, so that
