@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalrl.gc_pause import collector_paused
-from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel, failed_as_nan
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
 
 
 class CHGNetEnergy(EnergyModel):
@@ -53,36 +52,9 @@ class CHGNetEnergy(EnergyModel):
     def energies(
         self, structures: Sequence, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        out = np.full(len(structures), np.nan)
-        # graphs are many small objects alive until their batch is predicted: without the
-        # pause, Python's collector traverses a loaded process's every object for them
-        with self._threads(), collector_paused():
-            for start in range(0, len(structures), self.batch_size):
-                chunk = structures[start : start + self.batch_size]
-                graphs, where = [], []
-                for i, s in enumerate(chunk):
-                    graph = self._graph(s)
-                    if graph is not None:
-                        graphs.append(graph)
-                        where.append(start + i)
-                if graphs:
-                    for i, e in zip(where, self._predict(graphs), strict=True):
-                        out[i] = e
-                if progress:
-                    progress(len(chunk))
-        return failed_as_nan(out)
-
-    @contextlib.contextmanager
-    def _threads(self):
-        import torch
-
-        old_threads = torch.get_num_threads()
-        if self.num_threads:
-            torch.set_num_threads(self.num_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old_threads)
+        return self._batched_energies(
+            structures, self._graph, lambda graphs, _: self._predict(graphs), progress
+        )
 
     batched_forces = True
 

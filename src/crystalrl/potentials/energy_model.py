@@ -9,10 +9,13 @@ cell) gets NaN, never an exception: callers treat NaN as a failed energy.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from crystalrl.gc_pause import collector_paused
 
 #: What a potential raises on a structure it cannot handle (isolated or overlapping atoms,
 #: a broken cell, an element it has no parameters for: CHGNet's ValueError and
@@ -54,6 +57,52 @@ class EnergyModel:
         self, structures: Sequence, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         raise NotImplementedError
+
+    #: torch's intra-op threads while predicting (None: leave torch's setting)
+    num_threads: int | None = None
+    #: structures per forward pass of a batched potential
+    batch_size: int = 1
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """``num_threads`` while predicting, torch's own setting restored afterwards."""
+        import torch
+
+        old_threads = torch.get_num_threads()
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old_threads)
+
+    def _batched_energies(
+        self,
+        structures: Sequence,
+        graph: Callable[[Any], Any],
+        predict: Callable[[list, list[int]], Sequence[float]],
+        progress: Callable[[int], None] | None,
+    ) -> np.ndarray:
+        """Energies per atom of ``structures``, ``batch_size`` at a time: ``graph`` turns a
+        structure into the potential's input (None: it cannot take it, NaN), ``predict``
+        gives the energies per atom of a chunk's graphs (and their indices)."""
+        out = np.full(len(structures), np.nan)
+        # graphs are many small objects alive until their batch is predicted: without the
+        # pause, Python's collector traverses a loaded process's every object for them
+        with self._threads(), collector_paused():
+            for start in range(0, len(structures), self.batch_size):
+                chunk = structures[start : start + self.batch_size]
+                graphs, where = [], []
+                for i, s in enumerate(chunk):
+                    g = None if s is None else graph(s)
+                    if g is not None:
+                        graphs.append(g)
+                        where.append(start + i)
+                if graphs:
+                    out[where] = predict(graphs, where)
+                if progress:
+                    progress(len(chunk))
+        return failed_as_nan(out)
 
     def ase_calculator(self) -> Any:
         """An ASE calculator with forces and stress: what

@@ -8,15 +8,13 @@ one graph per structure, collated into one disjoint graph per forward pass.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from crystalrl.gc_pause import collector_paused
-from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel, failed_as_nan
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
 
 
 class SevenNetEnergy(EnergyModel):
@@ -99,18 +97,6 @@ class SevenNetEnergy(EnergyModel):
         batch = Collater([], follow_batch=None, exclude_keys=None)(graphs)
         return model(batch.to(self.device))
 
-    @contextlib.contextmanager
-    def _threads(self):
-        import torch
-
-        old_threads = torch.get_num_threads()
-        if self.num_threads:
-            torch.set_num_threads(self.num_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old_threads)
-
     def energies(
         self, structures: Sequence, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
@@ -118,21 +104,15 @@ class SevenNetEnergy(EnergyModel):
         from pymatgen.io.ase import AseAtomsAdaptor
 
         self.model  # noqa: B018
-        out = np.full(len(structures), np.nan)
-        with self._threads(), collector_paused(), torch.no_grad():
-            for start in range(0, len(structures), self.batch_size):
-                chunk = structures[start : start + self.batch_size]
-                graphs, where = [], []
-                for i, s in enumerate(chunk):
-                    graph = None if s is None else self._graph(AseAtomsAdaptor.get_atoms(s))
-                    if graph is not None:
-                        graphs.append(graph)
-                        where.append(start + i)
-                for i, energy in zip(where, self._energies(graphs), strict=True):
-                    out[i] = energy / len(structures[i])
-                if progress:
-                    progress(len(chunk))
-        return failed_as_nan(out)
+
+        def per_atom(graphs: list, where: list[int]) -> list[float]:
+            totals = self._energies(graphs)
+            return [e / len(structures[i]) for e, i in zip(totals, where, strict=True)]
+
+        with torch.no_grad():
+            return self._batched_energies(
+                structures, lambda s: self._graph(AseAtomsAdaptor.get_atoms(s)), per_atom, progress
+            )
 
     def _energies(self, graphs: list) -> list[float]:
         """Total energies of the batch; when it fails, one structure at a time, so that
