@@ -1,7 +1,7 @@
 """Batched against serial relaxation: the same structures, the same FIRE, CHGNet.
 
     python benchmarks/relax_speed.py [--n 200] [--serial-n N] [--batch-size 64]
-        [--fmax 0.05] [--max-steps 300] [SAMPLES]
+        [--fmax 0.05] [--max-steps 300] [--noise-floor] [SAMPLES]
 
 ``SAMPLES`` is what ``crystalrl.relax`` reads (a folder of samples, a samples.json.gz, a
 CSV); without it the shipped base model draws ``n`` samples first (DDIM, 50 steps, seed 0).
@@ -11,7 +11,10 @@ skipping collapsed cells as ``crystalrl.relax`` does. Prints one JSON line: seco
 structure each way, the speed-up, the largest energy difference after relaxation
 (eV/atom), the converged fractions, and how close the batched path comes to its physical
 limit: CHGNet's batched forward and backward pass (energies, forces, stress) per
-structure-step, times the structure-steps the relaxation took.
+structure-step, times the structure-steps the relaxation took. ``--noise-floor`` relaxes the
+serial structures a second time on one torch thread instead of the default: the same FIRE
+on the same potential, only float32 sums in another order, which is all that separates
+the batched path from the serial one.
 """
 
 from __future__ import annotations
@@ -95,6 +98,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the potential's")
     parser.add_argument("--fmax", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="relax the serial structures again on one torch thread: how far two serial "
+        "runs of the same FIRE part when only float32 summation order differs",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +128,26 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     serial_s = time.perf_counter() - start
 
+    repeat = {}
+    if args.noise_floor:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        again = [
+            relax_serial(s, calculator, skip=cell_collapsed, **options)
+            for s in structures[:n_serial]
+        ]
+        torch.set_num_threads(threads)
+        floor = compare(serial, again)
+        repeat = {
+            "serial_repeat_max_abs_energy_diff_ev_per_atom": floor[
+                "max_abs_energy_diff_ev_per_atom"
+            ],
+            "serial_repeat_energy_diff_over_0.005": floor["energy_diff_over_0.005"],
+            "serial_repeat_converged_fraction": floor["converged_fraction_batched"],
+        }
+
     valid = [s for s in structures if s is not None and not cell_collapsed(s)]
     fb_s, graph_s = forward_backward_seconds(model, valid[: model.batch_size])
     evaluations = sum(r.steps + 1 for r in batched if not r.failed)
@@ -135,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batched_s_per_structure": round(batched_per, 3),
         "speedup": round(serial_per / batched_per, 2),
         **compare(serial, batched),
+        **repeat,
         "converged_fraction_batched_all": round(
             sum(r.converged for r in batched) / len(structures), 4
         ),

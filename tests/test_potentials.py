@@ -51,14 +51,21 @@ def test_potential_config_group_switches_the_energy_model():
     assert default.key == make_energy_model(None).key
 
 
-def test_an_energy_below_any_real_crystal_counts_as_failed():
-    """SevenNet returns -1e9 eV/atom for overlapping atoms: as a number it would be the most
-    stable crystal ever made; as a failed energy it is what it is."""
-    from crystalrl.potentials.energy_model import MIN_ENERGY_PER_ATOM, failed_as_nan
+def test_an_energy_outside_any_real_crystal_counts_as_failed():
+    """SevenNet returns -1e9 or +4e10 eV/atom for overlapping atoms: as numbers they would be
+    the most stable crystal ever made, or make a set's mean E_hull read millions of eV/atom;
+    as failed energies they are what they are."""
+    from crystalrl.potentials.energy_model import (
+        MAX_ENERGY_PER_ATOM,
+        MIN_ENERGY_PER_ATOM,
+        failed_as_nan,
+    )
 
-    raw = np.array([-3.2, -14.3, -16.6, -1.1e9, np.inf, np.nan, 0.4])
+    raw = np.array([-3.2, -14.3, -16.6, -1.1e9, np.inf, np.nan, 0.4, 14.0, 15.5, 3.6e10])
     out = failed_as_nan(raw)
-    assert MIN_ENERGY_PER_ATOM == -15.0
-    np.testing.assert_array_equal(np.isnan(out), [False, False, True, True, True, True, False])
-    assert out[[0, 1, 6]] == pytest.approx([-3.2, -14.3, 0.4])
+    assert (MIN_ENERGY_PER_ATOM, MAX_ENERGY_PER_ATOM) == (-15.0, 15.0)
+    np.testing.assert_array_equal(
+        np.isnan(out), [False, False, True, True, True, True, False, False, True, True]
+    )
+    assert out[[0, 1, 6, 7]] == pytest.approx([-3.2, -14.3, 0.4, 14.0])
     assert raw[2] == -16.6  # the caller's array is left alone

@@ -154,3 +154,38 @@ def test_chgnet_batched_and_serial_relaxations_agree_on_real_crystals(datasets):
         assert b.initial_energy_per_atom == pytest.approx(a.initial_energy_per_atom, abs=1e-5)
         assert b.energy_per_atom == pytest.approx(a.energy_per_atom, abs=2e-3)
         assert b.energy_per_atom < b.initial_energy_per_atom
+
+
+def test_the_remembering_cell_filter_gives_ase_filter_values_without_logm(monkeypatch):
+    """After FIRE has set the coordinates, the batched path's filter answers positions and
+    the Fréchet cell gradient from memory; they must be ASE's own values, to rounding."""
+    import scipy.linalg
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from crystalrl.potentials.relaxation import _remembering_filter
+
+    atoms = AseAtomsAdaptor.get_atoms(copper_set()[-1].perturb(0.05, seed=3))
+    atoms.calc = EMT()
+    remembering = _remembering_filter(atoms)
+    optimizer = FIRE(remembering, logfile=None)
+    for _ in range(5):
+        optimizer.step()  # strains the cell away from the identity deformation
+    ase_filter = FrechetCellFilter(atoms)
+    ase_filter.orig_cell = remembering.orig_cell
+    ase_filter._utility.orig_cell = remembering._utility.orig_cell
+    expected_x, expected_forces = ase_filter.get_positions(), ase_filter.get_forces()
+    assert abs(expected_x[-3:]).max() > 1e-3  # a real strain, not the identity
+
+    calls = []
+    monkeypatch.setattr(scipy.linalg, "logm", lambda *a: calls.append(a))
+    np.testing.assert_allclose(remembering.get_positions(), expected_x, atol=1e-12)
+    np.testing.assert_allclose(remembering.get_forces(), expected_forces, atol=1e-10)
+    assert not calls  # answered from memory
+    monkeypatch.undo()
+
+    atoms.positions[0] += 0.01  # moved by other means: ASE's own path again
+    moved = FrechetCellFilter(atoms)
+    moved._utility.orig_cell = remembering._utility.orig_cell
+    np.testing.assert_allclose(remembering.get_positions(), moved.get_positions(), atol=1e-12)

@@ -1,4 +1,5 @@
-"""A progress bar for runs counted in steps, with numbers a person can read.
+"""Lightning's progress bar for training runs counted in steps, with numbers a person can
+read. (Long computations outside training show :mod:`crystalrl.progress_bar`.)
 
 Lightning's rich bar counts epochs and batches of the epoch. An RL run has no epochs
 (``max_epochs=-1``), so the bar read ``Epoch 0/-2`` and told nothing of how far the run

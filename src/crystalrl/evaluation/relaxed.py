@@ -65,7 +65,7 @@ def relax_generated(
     minutes and gigabytes on one."""
     from crystalrl.metrics.validity import cell_collapsed
     from crystalrl.potentials import relax
-    from crystalrl.reference.progress import progress_bar
+    from crystalrl.progress_bar import progress_bar
 
     with progress_bar(show_progress, f"relaxing ({model.key})", len(structures)) as advance:
         return relax(structures, model, progress=advance, skip=cell_collapsed, **options)

@@ -63,12 +63,17 @@ class CHGNetEnergy(EnergyModel):
         gives ASE (energy in eV, stress GPa -> eV/Å³); when the batch fails, one pass per
         graph, so that only the bad one fails."""
         from ase.units import GPa
-        from pymatgen.io.ase import AseAtomsAdaptor
+        from pymatgen.core import Structure
 
         out: list = [None] * len(atoms_list)
         graphs, where = [], []
         for i, atoms in enumerate(atoms_list):
-            graph = self._graph(AseAtomsAdaptor.get_structure(atoms))
+            # the bare constructor: AseAtomsAdaptor also carries tags, charges and
+            # calculator results, which cost a relaxation more than the graph needs
+            structure = Structure(
+                atoms.cell.array, atoms.numbers, atoms.positions, coords_are_cartesian=True
+            )
+            graph = self._graph(structure)
             if graph is not None:
                 graphs.append(graph)
                 where.append(i)

@@ -37,13 +37,20 @@ POTENTIAL_ERRORS: tuple[type[Exception], ...] = (
 #: would otherwise count as the most stable crystals ever made. Below it: a failed energy.
 MIN_ENERGY_PER_ATOM = -15.0
 
+#: The highest: the reference's highest is -0.02 eV/atom with SevenNet, and 15 eV/atom
+#: above the free atoms takes atoms on top of each other. SevenNet gives such cells up to
+#: +4e10 eV/atom, which alone would make a set's mean E_hull read millions of eV/atom.
+MAX_ENERGY_PER_ATOM = 15.0
+
 
 def failed_as_nan(energies: np.ndarray) -> np.ndarray:
-    """NaN for every energy per atom that is not finite or lies below
-    :data:`MIN_ENERGY_PER_ATOM`: the potential failed there, whatever number it returned."""
+    """NaN for every energy per atom that is not finite or lies outside
+    [:data:`MIN_ENERGY_PER_ATOM`, :data:`MAX_ENERGY_PER_ATOM`]: the potential failed there,
+    whatever number it returned."""
     energies = np.asarray(energies, dtype=float).copy()
     with np.errstate(invalid="ignore"):
-        energies[~np.isfinite(energies) | (energies < MIN_ENERGY_PER_ATOM)] = np.nan
+        outside = (energies < MIN_ENERGY_PER_ATOM) | (energies > MAX_ENERGY_PER_ATOM)
+        energies[~np.isfinite(energies) | outside] = np.nan
     return energies
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from crystalrl.checkpoint_registry import PROJECT_ROOT
-from crystalrl.reference.progress import progress_bar
+from crystalrl.progress_bar import progress_bar
 
 log = logging.getLogger("crystalrl")
 

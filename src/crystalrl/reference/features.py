@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalrl.reference.progress import progress_bar
+from crystalrl.progress_bar import progress_bar
 
 
 def compute_features(

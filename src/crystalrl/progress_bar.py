@@ -1,7 +1,8 @@
-"""A progress bar for the long reference builds (energies, features), or none at all.
+"""A progress bar for long computations outside training, or none at all.
 
-Building a reference takes minutes to tens of minutes, so an interactive build shows its
-progress; a command printing JSON, a test or a training run turns it off.
+Building a reference or relaxing a thousand samples takes minutes to tens of minutes, so
+an interactive command shows its progress; a command printing JSON, a test or a training
+run turns it off. (Training runs show Lightning's bar: :mod:`crystalrl.progress`.)
 """
 
 from __future__ import annotations
