@@ -11,7 +11,10 @@ skipping collapsed cells as ``crystalrl.relax`` does. Prints one JSON line: seco
 structure each way, the speed-up, the largest energy difference after relaxation
 (eV/atom), the converged fractions, and how close the batched path comes to its physical
 limit: CHGNet's batched forward and backward pass (energies, forces, stress) per
-structure-step, times the structure-steps the relaxation took. ``--noise-floor`` relaxes the
+structure-step, times the structure-steps the relaxation took, measured warm on one
+repeated batch and (``in_run_*``) inside the run on each call's new graphs, with the
+share of the time spent in calls of less than half a batch once the queue has run dry.
+``--noise-floor`` relaxes the
 serial structures a second time on one torch thread instead of the default: the same FIRE
 on the same potential, only float32 sums in another order, which is all that separates
 the batched path from the serial one.
@@ -70,6 +73,37 @@ def forward_backward_seconds(model, structures: list, repeats: int = 3) -> tuple
     return statistics.median(times) / len(graphs), graph_s
 
 
+class CallTimes:
+    """Seconds spent inside a method of the potential, and the structures it was given:
+    where the batched relaxation's time goes, measured in the run itself."""
+
+    def __init__(self, model, name: str):
+        self.seconds, self.calls, self.items, self.small_seconds, self.small_items = (
+            0.0,
+            0,
+            0,
+            0.0,
+            0,
+        )
+        self.small = max(int(model.batch_size) // 2, 1)
+        inner = getattr(model, name)
+
+        def timed(items, *args):
+            start = time.perf_counter()
+            out = inner(items, *args)
+            spent = time.perf_counter() - start
+            n = len(items) if isinstance(items, list | tuple) else 1
+            self.seconds += spent
+            self.calls += 1
+            self.items += n
+            if n < self.small:
+                self.small_seconds += spent
+                self.small_items += n
+            return out
+
+        setattr(model, name, timed)
+
+
 def compare(serial: list, batched: list) -> dict:
     """Energy agreement and convergence over the structures both paths relaxed."""
     both = [(a, b) for a, b in zip(serial, batched, strict=False) if not a.failed and not b.failed]
@@ -116,9 +150,13 @@ def main(argv: list[str] | None = None) -> dict:
     options = {"fmax": args.fmax, "max_steps": args.max_steps, "relax_cell": True}
 
     _ = model.model  # loads the weights: neither path pays for that
+    calls = CallTimes(model, "evaluate_batch")
+    passes, graphs = CallTimes(model, "_efs"), CallTimes(model, "_graph")
     start = time.perf_counter()
     batched = relax(structures, model, skip=cell_collapsed, **options)
     batched_s = time.perf_counter() - start
+    for timed in ("evaluate_batch", "_efs", "_graph"):
+        delattr(model, timed)  # the serial path and the warm figure below run untimed
     # after the batched run: CHGNet's calculator makes the shared graph converter keep
     # structures with an isolated atom (warn), where the batched path fails them (error)
     calculator = model.ase_calculator()
@@ -173,6 +211,18 @@ def main(argv: list[str] | None = None) -> dict:
         "physical_limit_s": round(limit_s, 1),
         "batched_s": round(batched_s, 1),
         "batched_over_physical_limit": round(batched_s / limit_s, 2),
+        # the same pass inside the run, on new graphs each call, and where the rest goes
+        "in_run_forward_backward_s": round(passes.seconds, 1),
+        "in_run_forward_backward_s_per_structure_step": round(
+            passes.seconds / max(passes.items, 1), 5
+        ),
+        "in_run_graph_s": round(graphs.seconds, 1),
+        "in_run_potential_call_fraction": round(calls.seconds / batched_s, 3),
+        "batched_over_in_run_forward_backward": round(batched_s / max(passes.seconds, 1e-9), 2),
+        "potential_calls": calls.calls,
+        "structure_steps": calls.items,
+        "small_call_structure_step_fraction": round(calls.small_items / max(calls.items, 1), 3),
+        "small_call_time_fraction": round(calls.small_seconds / max(calls.seconds, 1e-9), 3),
         "projected_1000_minutes": round(batched_per * 1000 / 60, 1),
     }
     print(json.dumps(line))
