@@ -1,7 +1,8 @@
 """Batched against serial relaxation: the same structures, the same FIRE, CHGNet.
 
     python benchmarks/relax_speed.py [--n 200] [--serial-n N] [--batch-size 64]
-        [--fmax 0.05] [--max-steps 300] [--noise-floor] [SAMPLES]
+        [--fmax 0.05] [--max-steps 300] [--serial-forces calculator|one-pass]
+        [--noise-floor] [SAMPLES]
 
 ``SAMPLES`` is what ``crystalrl.relax`` reads (a folder of samples, a samples.json.gz, a
 CSV); without it the shipped base model draws ``n`` samples first (DDIM, 50 steps, seed 0).
@@ -36,7 +37,7 @@ import numpy as np
 from crystalrl.metrics.structures_io import read_structures
 from crystalrl.metrics.validity import cell_collapsed
 from crystalrl.potentials import CHGNetEnergy, relax
-from crystalrl.potentials.relaxation import relax_serial
+from crystalrl.potentials.relaxation import relax_batched, relax_serial
 
 
 def base_samples(n: int, folder: Path) -> Path:
@@ -133,6 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fmax", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument(
+        "--serial-forces",
+        choices=["calculator", "one-pass"],
+        default="calculator",
+        help="the serial path's forces: CHGNet's ASE calculator (what crystalrl.relax did "
+        "before batching), or the batched path's own one-pass forces on one structure at a "
+        "time, which leaves batching as the only difference",
+    )
+    parser.add_argument(
         "--noise-floor",
         action="store_true",
         help="relax the serial structures again on one torch thread: how far two serial "
@@ -161,9 +170,19 @@ def main(argv: list[str] | None = None) -> dict:
     # structures with an isolated atom (warn), where the batched path fails them (error)
     calculator = model.ase_calculator()
     start = time.perf_counter()
-    serial = [
-        relax_serial(s, calculator, skip=cell_collapsed, **options) for s in structures[:n_serial]
-    ]
+    if args.serial_forces == "one-pass":
+        serial = relax_batched(
+            structures[:n_serial],
+            model.evaluate_batch,
+            batch_size=1,
+            skip=cell_collapsed,
+            **options,
+        )
+    else:
+        serial = [
+            relax_serial(s, calculator, skip=cell_collapsed, **options)
+            for s in structures[:n_serial]
+        ]
     serial_s = time.perf_counter() - start
 
     repeat = {}
@@ -195,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     line = {
         "n": len(structures),
         "n_serial": n_serial,
+        "serial_forces": args.serial_forces,
         "batch_size": model.batch_size,
         "fmax": args.fmax,
         "max_steps": args.max_steps,

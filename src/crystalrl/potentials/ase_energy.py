@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,7 @@ class ASEEnergy(EnergyModel):
                     pass
             if progress:
                 progress(1)
-        return failed_as_nan(out)
+        return failed_as_nan(out, highest=math.inf)  # see MAX_ENERGY_PER_ATOM
 
     def ase_calculator(self) -> Any:
         return self.calculator

@@ -37,19 +37,22 @@ POTENTIAL_ERRORS: tuple[type[Exception], ...] = (
 #: would otherwise count as the most stable crystals ever made. Below it: a failed energy.
 MIN_ENERGY_PER_ATOM = -15.0
 
-#: The highest: the reference's highest is -0.02 eV/atom with SevenNet, and 15 eV/atom
-#: above the free atoms takes atoms on top of each other. SevenNet gives such cells up to
-#: +4e10 eV/atom, which alone would make a set's mean E_hull read millions of eV/atom.
+#: The highest for a potential fitted to the Materials Project's DFT energies (CHGNet,
+#: SevenNet): the reference's highest is -0.02 eV/atom with SevenNet, and 15 eV/atom above
+#: the free atoms takes atoms on top of each other. SevenNet gives such cells up to +4e10
+#: eV/atom, which alone made the base's mean E_hull read 4e7 eV/atom. A classical or toy
+#: calculator (EMT) has its own zero and reports tens of eV/atom for squeezed cells, so
+#: an arbitrary ASE calculator is held to the lower bound only.
 MAX_ENERGY_PER_ATOM = 15.0
 
 
-def failed_as_nan(energies: np.ndarray) -> np.ndarray:
+def failed_as_nan(energies: np.ndarray, highest: float = MAX_ENERGY_PER_ATOM) -> np.ndarray:
     """NaN for every energy per atom that is not finite or lies outside
-    [:data:`MIN_ENERGY_PER_ATOM`, :data:`MAX_ENERGY_PER_ATOM`]: the potential failed there,
-    whatever number it returned."""
+    [:data:`MIN_ENERGY_PER_ATOM`, ``highest``]: the potential failed there, whatever number
+    it returned."""
     energies = np.asarray(energies, dtype=float).copy()
     with np.errstate(invalid="ignore"):
-        outside = (energies < MIN_ENERGY_PER_ATOM) | (energies > MAX_ENERGY_PER_ATOM)
+        outside = (energies < MIN_ENERGY_PER_ATOM) | (energies > highest)
         energies[~np.isfinite(energies) | outside] = np.nan
     return energies
 
