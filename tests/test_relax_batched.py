@@ -164,11 +164,11 @@ def test_the_remembering_cell_filter_gives_ase_filter_values_without_logm(monkey
     from ase.optimize import FIRE
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from crystalrl.potentials.relaxation import _remembering_filter
+    from crystalrl.potentials.cell_filter import remembering_frechet_filter
 
     atoms = AseAtomsAdaptor.get_atoms(copper_set()[-1].perturb(0.05, seed=3))
     atoms.calc = EMT()
-    remembering = _remembering_filter(atoms)
+    remembering = remembering_frechet_filter(atoms)
     optimizer = FIRE(remembering, logfile=None)
     for _ in range(5):
         optimizer.step()  # strains the cell away from the identity deformation
