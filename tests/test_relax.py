@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -197,3 +198,30 @@ def test_reward_relax_option_is_set_on_the_command_line(monkeypatch, tmp_path):
     assert energy.relax == {"max_steps": 20}
     default = _compose("train_rl", ["experiment=mp_20/rl_dng"])
     assert instantiate(default.rl_module.reward_fn.components.energy).relax is None
+
+
+def test_energy_reward_warns_when_every_relaxation_fails(emt_reference, emt_val, monkeypatch):
+    """A reward whose relaxations all fail falls back to single points; it must say so,
+    since a relaxed-energy run would otherwise be a single-point run under another name."""
+    import crystalrl.potentials
+    from crystalrl.metrics.metrics import Metrics
+    from crystalrl.potentials import RelaxResult
+    from crystalrl.rewards import EnergyReward
+
+    batch = [displaced(s, 0.2, seed=i) for i, s in enumerate(emt_val[:2])]
+    m = Metrics(["e_above_hull"], reference=emt_reference, num_workers=1)
+    m.compute(batch)
+    results = m.snapshot()
+    single = EnergyReward(max_e_above_hull=10).compute(batch, results)
+    reward = EnergyReward(max_e_above_hull=10, relax={"max_steps": 5, "fmax": 0.05})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert not torch.equal(reward.compute(batch, results), single)
+
+    def failing(structures, *args, **kwargs):
+        return [RelaxResult(error="RuntimeError: no grad") for _ in structures]
+
+    monkeypatch.setattr(crystalrl.potentials, "relax", failing)
+    with pytest.warns(RuntimeWarning, match=r"every relaxation failed \(RuntimeError: no grad"):
+        fallen_back = reward.compute(batch, results)
+    assert torch.equal(fallen_back, single)

@@ -47,10 +47,18 @@ BatchEvaluate = Callable[
 ]
 
 
-def _quiet():
-    """ASE and the potentials print and warn per call; a relaxation of thousands would
-    bury the log."""
+def _calling_potential():
+    """Where a potential gives forces: with autograd on, and quiet.
+
+    Forces and stress are gradients of the energy, so they need autograd even when the
+    caller holds ``torch.no_grad()``: the RL rollout scores its samples under it, and there
+    every relaxation of the reward failed and fell back, unnoticed, to single points. ASE
+    and the potentials print and warn per call; a relaxation of thousands would bury the
+    log."""
+    import torch
+
     stack = contextlib.ExitStack()
+    stack.enter_context(torch.enable_grad())
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
@@ -110,7 +118,7 @@ def relax_serial(
         atoms.calc = calculator
         n = len(atoms)
         frac_before = atoms.get_scaled_positions(wrap=False)
-        with _quiet():
+        with _calling_potential():
             e_before = float(atoms.get_potential_energy()) / n
             optimizer = _optimizer(atoms, relax_cell)
             converged = optimizer.run(fmax=fmax, steps=max_steps)
@@ -242,7 +250,7 @@ def relax_batched(
                     progress(1)
         if not batch:
             break
-        with _quiet(), collector_paused():
+        with _calling_potential(), collector_paused():
             evaluations = evaluate([m.atoms for m in batch])
         share = (time.perf_counter() - start) / len(batch)
         still: list[_Relaxing] = []
@@ -253,7 +261,7 @@ def relax_batched(
                     raise evaluation
                 if evaluation is None:
                     raise RuntimeError("the potential failed on this structure")
-                with _quiet():
+                with _calling_potential():
                     energy = member.take(evaluation)
                     converged = member.converged(fmax)
                     if not converged and member.optimizer.nsteps < max_steps:

@@ -10,6 +10,7 @@ component's worst value.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -251,6 +252,14 @@ class EnergyReward(RewardComponent):
         from crystalrl.potentials import relax
 
         done = relax(structures, reference.energy_model, skip=cell_collapsed, **self.relax)
+        tried = [r for r in done if r.error not in ("no structure", "skipped")]
+        if tried and all(r.failed for r in tried):
+            warnings.warn(
+                f"EnergyReward: every relaxation failed ({tried[0].error}); "
+                "the reward falls back to single-point energies",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         compositions = [None if r.failed else r.structure.composition for r in done]
         energies = np.array([r.energy_per_atom for r in done], dtype=np.float64)
         relaxed = reference.hull.e_above_hull_many(compositions, energies)
