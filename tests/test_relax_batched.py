@@ -191,18 +191,23 @@ def test_the_remembering_cell_filter_gives_ase_filter_values_without_logm(monkey
     np.testing.assert_allclose(remembering.get_positions(), moved.get_positions(), atol=1e-12)
 
 
+@pytest.mark.parametrize("grad_off", ["no_grad", "inference_mode"])
 @pytest.mark.parametrize("potential", ["chgnet", "sevennet"])
-def test_a_relaxation_under_no_grad_still_gets_forces(potential):
-    """The RL rollout scores its samples inside ``torch.no_grad()``; forces are gradients,
-    so a relaxation there must switch autograd back on rather than fail every structure
-    (which the reward would silently replace by single points)."""
+def test_a_relaxation_under_no_grad_still_gets_forces(potential, grad_off):
+    """The RL rollout scores its samples inside ``torch.no_grad()`` and Lightning validates
+    inside ``torch.inference_mode()``; forces are gradients, so a relaxation there must
+    switch autograd back on, and weights first loaded there must still take gradients,
+    rather than fail every structure (which the reward would silently replace by single
+    points)."""
     import torch
 
     from crystalrl.potentials import CHGNetEnergy, SevenNetEnergy
 
     model = CHGNetEnergy() if potential == "chgnet" else SevenNetEnergy()
     structures = [cu_fcc(3.7).perturb(0.1, seed=0), cu_fcc(3.5).perturb(0.1, seed=1)]
-    with torch.no_grad():
+    with torch.inference_mode():  # weights first loaded where Lightning validates
+        assert np.isfinite(model.energies(structures)).all()
+    with getattr(torch, grad_off)():
         results = relax(structures, model, fmax=0.01, max_steps=3)
     assert [r.error for r in results] == [None, None]
     assert all(r.steps == 3 and r.energy_per_atom < r.initial_energy_per_atom for r in results)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel, loading_weights
 
 
 class CHGNetEnergy(EnergyModel):
@@ -41,7 +41,11 @@ class CHGNetEnergy(EnergyModel):
         if self._model is None:
             from chgnet.model import CHGNet
 
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                warnings.catch_warnings(),
+                loading_weights(),
+            ):
                 warnings.simplefilter("ignore")
                 self._model = CHGNet.load(
                     model_name=self.model_name, use_device=self.device, verbose=False

@@ -31,6 +31,17 @@ POTENTIAL_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def loading_weights():
+    """Where a potential loads its weights: outside ``torch.inference_mode``.
+
+    A model first used inside Lightning's validation (which runs under inference mode)
+    would otherwise hold inference tensors for the rest of the run, and autograd refuses
+    them: every force, hence every relaxation, would fail from then on."""
+    import torch
+
+    return torch.inference_mode(False)
+
+
 #: The lowest energy per atom (eV/atom) a potential may report for a real crystal. The
 #: lowest of the 41,456 Materials Project crystals of the default reference is -14.3 for
 #: both CHGNet and SevenNet; SevenNet gives cells with overlapping atoms -1e3 to -1e9, which

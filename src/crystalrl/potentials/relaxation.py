@@ -51,13 +51,14 @@ def _calling_potential():
     """Where a potential gives forces: with autograd on, and quiet.
 
     Forces and stress are gradients of the energy, so they need autograd even when the
-    caller holds ``torch.no_grad()``: the RL rollout scores its samples under it, and there
-    every relaxation of the reward failed and fell back, unnoticed, to single points. ASE
-    and the potentials print and warn per call; a relaxation of thousands would bury the
-    log."""
+    caller holds ``torch.no_grad()`` or ``torch.inference_mode()``: the RL rollout scores
+    its samples under the first and Lightning validates under the second, and there every
+    relaxation of the reward failed and fell back, unnoticed, to single points. ASE and
+    the potentials print and warn per call; a relaxation of thousands would bury the log."""
     import torch
 
     stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
     stack.enter_context(torch.enable_grad())
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel
+from crystalrl.potentials.energy_model import POTENTIAL_ERRORS, EnergyModel, loading_weights
 
 
 class SevenNetEnergy(EnergyModel):
@@ -47,16 +47,16 @@ class SevenNetEnergy(EnergyModel):
         import sevenn.util
         from sevenn import _keys
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), loading_weights():
             warnings.simplefilter("ignore")
             checkpoint = sevenn.util.load_checkpoint(self.model_name)
             models = [checkpoint.build_model() for _ in range(2)]
-        for model in models:
-            model.set_is_batch_data(True)
-            if self.modal:
-                model.prepare_modal_deploy(self.modal)
-            model.to(self.device)
-            model.eval()
+            for model in models:
+                model.set_is_batch_data(True)
+                if self.modal:
+                    model.prepare_modal_deploy(self.modal)
+                model.to(self.device)
+                model.eval()
         # energies need no forces: without the autograd pass a single point is ~3x cheaper
         models[1].delete_module_by_key("force_output")
         self._cutoff = float(checkpoint.config[_keys.CUTOFF])
