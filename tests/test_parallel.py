@@ -28,6 +28,46 @@ def test_worker_pool_finishes_under_a_parent_that_ignores_sigterm():
     assert out.stdout.strip() == "[1, 2, 3]"
 
 
+@pytest.mark.slow
+def test_a_signal_to_the_whole_process_group_stops_the_parent_instead_of_hanging_it():
+    """A scheduler (or ``pkill -f``) sends SIGTERM to the training process and its workers
+    together. The workers die; one of them held the task queue's read lock, on which
+    ``Pool.terminate`` used to wait forever, both when the next call timed out and at exit.
+    The parent here handles SIGTERM as Lightning does (it only records it) and exits after
+    its next call, as a training run saves and exits after its step."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import signal, sys, time\n"
+        "got = []\n"
+        "signal.signal(signal.SIGTERM, lambda *a: got.append(1))\n"
+        "from crystalrl.metrics.parallel import map_with_timeout\n"
+        "while True:\n"
+        "    print(map_with_timeout(abs, [-1], timeout=2.0, num_workers=2, default='x'),"
+        " flush=True)\n"
+        "    if got:\n"
+        "        print('saved', flush=True)\n"
+        "        sys.exit(143)\n"
+        "    time.sleep(0.2)\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert run.stdout.readline().strip() == "[1]"  # the pool is up, one worker idle
+        time.sleep(0.5)
+        os.killpg(run.pid, signal.SIGTERM)  # the parent and both workers
+        assert run.wait(timeout=60) == 143
+        assert run.stdout.read().splitlines()[-1] == "saved"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+
+
 def _sleep_if_negative(item: tuple[int, str]) -> int:
     import os
     import time

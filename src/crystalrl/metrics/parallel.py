@@ -16,6 +16,7 @@ another thread gets its own, so one caller's timeout never kills another's work.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import multiprocessing as mp
 import os
@@ -70,12 +71,45 @@ def _shared_pool(num_workers: int):
     return pool
 
 
+def _close(pool) -> None:
+    """Terminate ``pool`` even when some of its workers were killed from outside.
+
+    A signal to the whole process group (a scheduler stopping the job, ``pkill -f``,
+    Ctrl-C's SIGTERM cousin) kills the workers with the parent. A worker idle at that moment
+    was waiting for a task while holding the task queue's read lock, and ``Pool.terminate``
+    takes that lock before anything else: it would wait for a dead process forever, and
+    the run would hang instead of saving its checkpoint. So every worker is killed first
+    and a lock left held by the dead is released before the pool is terminated."""
+    workers = list(pool._pool)
+    for worker in workers:
+        if worker.exitcode is None:
+            worker.kill()
+    for worker in workers:
+        worker.join()
+    read_lock = pool._inqueue._rlock
+    if not read_lock.acquire(block=False):
+        # held, and no worker that held it is alive (one forked since may now wait on it)
+        read_lock.acquire(timeout=1.0)
+    read_lock.release()
+    pool.terminate()
+    pool.join()
+
+
 def _discard_pool(num_workers: int) -> None:
     """Terminate a pool (and a stuck worker with it); the next call forks a fresh one."""
     pool = _POOLS.pop((num_workers, threading.get_ident()), None)
     if pool is not None:
-        pool.terminate()
-        pool.join()
+        _close(pool)
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close the pools at exit before ``multiprocessing`` does (handlers registered later
+    run first): its own exit hook calls ``Pool.terminate``, which hangs on a lock left
+    held by a killed worker, so a run stopped by a signal to its process group would save
+    its checkpoint and then never exit."""
+    while _POOLS:
+        _close(_POOLS.popitem()[1])
 
 
 def _run_chunk(fn: Callable[[Any], Any], items: list) -> list:
