@@ -76,12 +76,14 @@ def table(columns: list[tuple[str, dict]], relaxed: bool) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("summaries", nargs="+", metavar="LABEL=SUMMARY.json")
     parser.add_argument("--relaxed", action="store_true", help="the relaxed_* figures")
-    args = parser.parse_args()
-    print(table([load(a) for a in args.summaries], args.relaxed))
+    args = parser.parse_args(argv)
+    out = table([load(a) for a in args.summaries], args.relaxed)
+    print(out)
+    return out
 
 
 if __name__ == "__main__":
