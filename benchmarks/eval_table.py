@@ -1,6 +1,6 @@
 """Put several ``evaluate --json`` summaries side by side, headline beside the signs of gaming.
 
-``python benchmarks/eval_table.py [--relaxed] LABEL=SUMMARY.json ...``
+``python benchmarks/eval_table.py [--relaxed] LABEL=SUMMARY.json[#KEY.KEY] ...``
 
 A pilot is decided on the samples of its arms, not on their rewards: each ``SUMMARY.json``
 is the JSON line of ``python -m crystalrl.evaluate structure_path=DIR --json`` (with
@@ -45,14 +45,28 @@ RELAX_ROWS: tuple[tuple[str, str, bool], ...] = (
 
 
 def load(arg: str) -> tuple[str, dict]:
-    """``LABEL=PATH`` to the label and the summary (the file's last JSON line)."""
-    label, sep, path = arg.partition("=")
+    """``LABEL=PATH[#KEY.KEY]`` to the label and the summary.
+
+    ``PATH`` is the output of ``evaluate --json`` (its last JSON line) or a whole JSON file
+    such as ``docs/eval/NAME.json``, whose nested summaries ``#KEY.KEY`` picks
+    (``#default_reference.seed_0``)."""
+    label, sep, target = arg.partition("=")
     if not sep:
         raise SystemExit(f"expected LABEL=SUMMARY.json, got {arg!r}")
-    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip().startswith("{")]
-    if not lines:
-        raise SystemExit(f"{path}: no JSON line (is it the output of evaluate --json?)")
-    return label, json.loads(lines[-1])
+    path, _, keys = target.partition("#")
+    text = Path(path).read_text()
+    try:
+        summary = json.loads(text)
+    except json.JSONDecodeError:
+        lines = [ln for ln in text.splitlines() if ln.strip().startswith("{")]
+        if not lines:
+            raise SystemExit(f"{path}: no JSON line (is it the output of evaluate --json?)")
+        summary = json.loads(lines[-1])
+    for key in filter(None, keys.split(".")):
+        if key not in summary:
+            raise SystemExit(f"{path}: no key {key!r} (has {sorted(summary)})")
+        summary = summary[key]
+    return label, summary
 
 
 def cell(summary: dict, key: str, percent: bool) -> str:

@@ -37,3 +37,12 @@ def test_a_file_without_a_summary_is_named(tmp_path):
     (tmp_path / "empty.json").write_text("no json here\n")
     with pytest.raises(SystemExit, match="empty.json: no JSON line"):
         eval_table().main([f"x={tmp_path / 'empty.json'}"])
+
+
+def test_a_nested_summary_is_picked_by_its_keys(tmp_path):
+    shipped = {"default_reference": {"seed_0": {"avg_MSUN": 0.022}}}
+    (tmp_path / "base.json").write_text(json.dumps(shipped, indent=1))
+    arg = f"base={tmp_path / 'base.json'}#default_reference.seed_0"
+    assert "| MSUN | 2.2 % |" in eval_table().main([arg]).splitlines()
+    with pytest.raises(SystemExit, match="no key 'seed_1'"):
+        eval_table().main([f"base={tmp_path / 'base.json'}#default_reference.seed_1"])
