@@ -60,7 +60,8 @@ def load(arg: str) -> tuple[str, dict]:
     except json.JSONDecodeError:
         lines = [ln for ln in text.splitlines() if ln.strip().startswith("{")]
         if not lines:
-            raise SystemExit(f"{path}: no JSON line (is it the output of evaluate --json?)")
+            msg = f"{path}: no JSON line (is it the output of evaluate --json?)"
+            raise SystemExit(msg) from None
         summary = json.loads(lines[-1])
     for key in filter(None, keys.split(".")):
         if key not in summary:
