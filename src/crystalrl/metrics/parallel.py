@@ -48,7 +48,9 @@ def _pool(num_workers: int):
     except ValueError:  # not the main thread: the initializer has to do
         previous = None
     try:
-        return ctx.Pool(num_workers, initializer=_default_signals)
+        pool = ctx.Pool(num_workers, initializer=_default_signals)
+        _FIRST_WORKERS[id(pool)] = list(pool._pool)  # never exit on their own
+        return pool
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -56,11 +58,14 @@ def _pool(num_workers: int):
 
 #: Pools kept between calls, by (worker count, thread).
 _POOLS: dict[tuple[int, int], Any] = {}
+#: Each pool's first workers, by ``id(pool)``: one that has exited was killed from outside.
+_FIRST_WORKERS: dict[int, list] = {}
 #: Chunks per worker: enough to even out items of unequal cost.
 CHUNKS_PER_WORKER = 4
 # a forked child has the parent's pools without their handler threads: it makes its own
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_POOLS.clear)
+    os.register_at_fork(after_in_child=_FIRST_WORKERS.clear)
 
 
 def _shared_pool(num_workers: int):
@@ -72,25 +77,20 @@ def _shared_pool(num_workers: int):
 
 
 def _close(pool) -> None:
-    """Terminate ``pool`` even when some of its workers were killed from outside.
+    """Terminate ``pool``, also when some of its workers were killed from outside.
 
-    A signal to the whole process group (a scheduler stopping the job, ``pkill -f``,
-    Ctrl-C's SIGTERM cousin) kills the workers with the parent. A worker idle at that moment
-    was waiting for a task while holding the task queue's read lock, and ``Pool.terminate``
-    takes that lock before anything else: it would wait for a dead process forever, and
-    the run would hang instead of saving its checkpoint. So every worker is killed first
-    and a lock left held by the dead is released before the pool is terminated."""
-    workers = list(pool._pool)
-    for worker in workers:
-        if worker.exitcode is None:
-            worker.kill()
-    for worker in workers:
-        worker.join()
-    read_lock = pool._inqueue._rlock
-    if not read_lock.acquire(block=False):
-        # held, and no worker that held it is alive (one forked since may now wait on it)
-        read_lock.acquire(timeout=1.0)
-    read_lock.release()
+    A signal to the whole process group (a scheduler stopping the job, ``pkill -f``) kills
+    the workers with the parent. A worker idle at that moment held the task queue's read
+    lock, and one sending a result held the result queue's write lock; ``Pool.terminate``
+    takes both, so it would wait for a dead process forever and the run would hang
+    instead of saving its checkpoint. When a worker the pool started with has died, those
+    two locks are freed before terminating. (A healthy pool is terminated as it is:
+    killing live workers first could orphan the same locks.)"""
+    first = _FIRST_WORKERS.pop(id(pool), [])
+    if any(worker.exitcode is not None for worker in first):
+        for lock in (pool._inqueue._rlock, pool._outqueue._wlock):
+            lock.acquire(timeout=1.0)  # free, or held by a dead worker: free it either way
+            lock.release()
     pool.terminate()
     pool.join()
 
