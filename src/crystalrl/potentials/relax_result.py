@@ -8,6 +8,11 @@ from typing import Any
 
 import numpy as np
 
+#: The ``error`` of a structure never handed to the potential: there was none, or the
+#: caller's ``skip`` flagged it.
+NO_STRUCTURE = "no structure"
+SKIPPED = "skipped"
+
 
 @dataclass
 class RelaxResult:
@@ -30,6 +35,11 @@ class RelaxResult:
     @property
     def failed(self) -> bool:
         return self.structure is None
+
+    @property
+    def attempted(self) -> bool:
+        """Whether the potential was asked at all (see :data:`NO_STRUCTURE`, :data:`SKIPPED`)."""
+        return self.error not in (NO_STRUCTURE, SKIPPED)
 
 
 def mean_displacement(frac_before: np.ndarray, frac_after: np.ndarray, cell: np.ndarray) -> float:

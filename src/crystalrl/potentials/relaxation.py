@@ -37,7 +37,12 @@ from crystalrl.gc_pause import collector_paused
 from crystalrl.potentials.cell_filter import remembering_frechet_filter
 from crystalrl.potentials.energy_model import POTENTIAL_ERRORS
 from crystalrl.potentials.from_config import make_energy_model
-from crystalrl.potentials.relax_result import RelaxResult, mean_displacement
+from crystalrl.potentials.relax_result import (
+    NO_STRUCTURE,
+    SKIPPED,
+    RelaxResult,
+    mean_displacement,
+)
 
 #: One potential call for a batch: for each ASE ``Atoms``, (total energy in eV, forces in
 #: eV/Å, stress in eV/Å³ as ASE's 6-vector or a 3x3 matrix), or where it failed ``None``
@@ -47,30 +52,37 @@ BatchEvaluate = Callable[
 ]
 
 
-def _calling_potential():
-    """Where a potential gives forces: with autograd on, and quiet.
-
-    Forces and stress are gradients of the energy, so they need autograd even when the
-    caller holds ``torch.no_grad()`` or ``torch.inference_mode()``: the RL rollout scores
-    its samples under the first and Lightning validates under the second, and there every
-    relaxation of the reward failed and fell back, unnoticed, to single points. ASE and
-    the potentials print and warn per call; a relaxation of thousands would bury the log."""
-    import torch
-
+def _quiet():
+    """ASE and the potentials print and warn per call; a relaxation of thousands would
+    bury the log."""
     stack = contextlib.ExitStack()
-    stack.enter_context(torch.inference_mode(False))
-    stack.enter_context(torch.enable_grad())
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     return stack
 
 
+def _calling_potential():
+    """Where a potential gives forces: with autograd on, and quiet.
+
+    Forces and stress are gradients of the energy, so they need autograd even when the
+    caller holds ``torch.no_grad()`` or ``torch.inference_mode()``: the RL rollout scores
+    its samples under the first and Lightning validates under the second, and there every
+    relaxation of the reward failed and fell back, unnoticed, to single points."""
+    import torch
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.enable_grad())
+    stack.enter_context(_quiet())
+    return stack
+
+
 def _precheck(structure, skip) -> RelaxResult | None:
     if structure is None:
-        return RelaxResult(error="no structure")
+        return RelaxResult(error=NO_STRUCTURE)
     if skip is not None and skip(structure):
-        return RelaxResult(error="skipped")
+        return RelaxResult(error=SKIPPED)
     return None
 
 
@@ -262,7 +274,7 @@ def relax_batched(
                     raise evaluation
                 if evaluation is None:
                     raise RuntimeError("the potential failed on this structure")
-                with _calling_potential():
+                with _quiet():
                     energy = member.take(evaluation)
                     converged = member.converged(fmax)
                     if not converged and member.optimizer.nsteps < max_steps:

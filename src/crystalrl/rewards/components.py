@@ -252,7 +252,7 @@ class EnergyReward(RewardComponent):
         from crystalrl.potentials import relax
 
         done = relax(structures, reference.energy_model, skip=cell_collapsed, **self.relax)
-        tried = [r for r in done if r.error not in ("no structure", "skipped")]
+        tried = [r for r in done if r.attempted]
         if tried and all(r.failed for r in tried):
             warnings.warn(
                 f"EnergyReward: every relaxation failed ({tried[0].error}); "
